@@ -1,0 +1,61 @@
+"""Writing benchmark tables into docs/benchmarks.md: each script owns one ``## <title>`` section and
+replaces it whole, with the exact command, the machine and the date, so every number is rerunnable."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import os
+import platform
+import re
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+DOC = Path(__file__).resolve().parents[1] / "docs" / "benchmarks.md"
+_HEADER = "# Benchmarks\n\nEvery table below is written by the script named under it; rerun the command to reproduce.\n"
+
+
+def machine() -> str:
+    """CPU model and core count (plus the torch version), e.g. 'AMD EPYC ... x2, torch 2.13.0'."""
+    model = platform.processor() or platform.machine()
+    try:
+        out = subprocess.run(["lscpu"], capture_output=True, text=True, timeout=5).stdout
+        for line in out.splitlines():
+            if line.startswith("Model name:"):
+                model = line.split(":", 1)[1].strip()
+    except (OSError, subprocess.SubprocessError):
+        pass
+    try:
+        import torch
+
+        tv = f", torch {torch.__version__}, {torch.get_num_threads()} threads"
+    except ImportError:  # pragma: no cover
+        tv = ""
+    return f"{model}, {os.cpu_count()} cores{tv}"
+
+
+def command() -> str:
+    """The command line that ran this script, as a user would type it."""
+    return "python " + " ".join(shlex.quote(a) for a in sys.argv)
+
+
+def provenance() -> str:
+    return f"Command: `{command()}`  \nMachine: {machine()}  \nDate: {_dt.date.today().isoformat()}\n"
+
+
+def write_section(title: str, body: str, doc: Path | None = None) -> Path:
+    """Replace (or append) the ``## title`` section of docs/benchmarks.md, atomically."""
+    doc = Path(doc) if doc is not None else DOC
+    doc.parent.mkdir(parents=True, exist_ok=True)
+    text = doc.read_text() if doc.exists() else _HEADER
+    section = f"## {title}\n\n{body.strip()}\n\n"
+    pattern = re.compile(rf"^## {re.escape(title)}\n.*?(?=^## |\Z)", re.S | re.M)
+    if pattern.search(text):
+        text = pattern.sub(lambda _m: section, text, count=1)
+    else:
+        text = text.rstrip("\n") + "\n\n" + section
+    tmp = doc.with_suffix(".md.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, doc)
+    return doc

@@ -1,0 +1,189 @@
+"""Where action chunks come from: a local policy (``PolicySource``) or, later, a remote server.
+
+The evaluator and the robot control loop both talk to an ``ActionSource`` and a
+``ChunkScheduler`` (deploy/scheduler.py), so what is measured in simulation is what runs on the
+robot. A source turns *raw* environment observations (uint8 HxWx3 images, float state) into a
+timestamped ``Chunk`` of raw-unit actions; it owns the observation history and the policy state.
+
+Each control step the caller hands the new observation to exactly one of ``infer`` (when the
+scheduler wants a chunk) or ``observe`` (otherwise), so the history always holds consecutive
+control steps whatever the chunk schedule.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+import torch
+
+from robopolicy.history import ObsHistory
+from robopolicy.types import IMAGE_PREFIX, STATE_KEY, TASK_KEY, PolicyState
+
+
+@dataclass
+class Chunk:
+    """A batch of action sequences with the time they were computed for."""
+
+    actions: np.ndarray
+    """(B, n, A) float32 actions in raw units; action j is meant for time ``t_obs + j * dt``."""
+    t_obs: float
+    """Timestamp (seconds, caller's clock) of the newest observation the chunk was computed from."""
+    dt: float
+    """Control period in seconds between consecutive actions."""
+    latency_s: float = 0.0
+    """Wall-clock seconds the inference took (observation in -> actions out)."""
+    info: dict[str, Any] = field(default_factory=dict)
+    """Diagnostics of the call (e.g. the policy state's info)."""
+
+    def __post_init__(self) -> None:
+        self.actions = np.asarray(self.actions)
+        if self.actions.ndim != 3 or self.actions.shape[1] < 1:
+            raise ValueError(f"Chunk.actions must be (B, n>=1, A), got shape {self.actions.shape}")
+        if not self.dt > 0:
+            raise ValueError(f"Chunk.dt must be > 0 seconds, got {self.dt}")
+
+    @property
+    def n_envs(self) -> int:
+        return self.actions.shape[0]
+
+    def __len__(self) -> int:
+        return self.actions.shape[1]
+
+    def time_of(self, j: int) -> float:
+        """When action ``j`` is meant to be executed."""
+        return self.t_obs + j * self.dt
+
+
+@runtime_checkable
+class ActionSource(Protocol):
+    """Anything that turns raw observations into action chunks (local policy, remote client)."""
+
+    def infer(self, raw_obs: dict[str, np.ndarray], task: list[str] | str | None = None,
+              t_obs: float | None = None) -> Chunk:
+        """Record ``raw_obs`` as the newest frame and return a chunk computed from the history.
+        ``t_obs`` is the observation's timestamp (default: ``time.monotonic()`` now)."""
+        ...
+
+    def observe(self, raw_obs: dict[str, np.ndarray]) -> None:
+        """Record ``raw_obs`` as the newest frame without inferring (a step between chunks)."""
+        ...
+
+    def reset(self) -> None:
+        """Forget the episode: observation history and policy state."""
+        ...
+
+
+class PolicySource:
+    """Runs a ``Policy`` in this process: history stacking, observation conversion, timing.
+
+    Raw observations are either batched (leading env dim of size ``n_envs``) or single frames
+    (a robot); a chunk is always batched ``(B, n, A)``. Only the keys the policy was built for
+    (``policy.features``) are used, so an env may return more.
+    """
+
+    def __init__(self, policy: torch.nn.Module, device: str | torch.device | None = None, n_envs: int = 1,
+                 dt: float | None = None):
+        """``device`` None keeps the policy where it is; ``dt`` None is ``1 / policy.features.fps``."""
+        if n_envs < 1:
+            raise ValueError(f"PolicySource: n_envs must be >= 1, got {n_envs}")
+        for attr in ("act", "init_state", "config", "features"):
+            if not hasattr(policy, attr):
+                raise TypeError(f"PolicySource needs a robopolicy Policy (with .{attr}), got {type(policy).__name__}")
+        self.policy = policy
+        if device is not None:
+            policy.to(device)
+        self.device = self._policy_device(policy) if device is None else torch.device(device)
+        policy.eval()  # dropout/batch-norm in inference mode: the source only ever samples
+        self.n_envs = int(n_envs)
+        feats = policy.features
+        self.dt = float(dt) if dt is not None else 1.0 / float(feats.fps)
+        if not self.dt > 0:
+            raise ValueError(f"PolicySource: control period must be > 0, got {self.dt}")
+        self.keys: dict[str, tuple[int, ...]] = {}  # raw key -> expected single-frame shape
+        if feats.state_dim is not None:
+            self.keys[STATE_KEY] = (int(feats.state_dim),)
+        for cam, (c, h, w) in feats.cameras.items():
+            self.keys[IMAGE_PREFIX + cam] = (int(h), int(w), int(c))
+        if not self.keys:
+            raise ValueError("PolicySource: the policy's features name neither a state nor a camera")
+        self.use_language = bool(feats.use_language)
+        self.history = ObsHistory(int(policy.config.n_obs_steps), batched=True)
+        self.state: PolicyState | None = None
+        self.latencies: list[float] = []
+        """Seconds of every ``infer`` call since construction (the evaluator reports their stats)."""
+
+    # --- ActionSource ---------------------------------------------------------------------------
+    def reset(self) -> None:
+        self.history.reset()
+        self.state = self.policy.init_state(self.n_envs)
+
+    def observe(self, raw_obs: dict[str, np.ndarray]) -> None:
+        self.history.push(self._select(raw_obs))
+
+    def infer(self, raw_obs: dict[str, np.ndarray], task: list[str] | str | None = None,
+              t_obs: float | None = None) -> Chunk:
+        t_obs = time.monotonic() if t_obs is None else float(t_obs)
+        start = time.perf_counter()
+        self.observe(raw_obs)
+        if self.state is None:
+            self.state = self.policy.init_state(self.n_envs)
+        obs = self._to_policy_obs(self.history.stacked(), task)
+        with torch.inference_mode():
+            actions, self.state = self.policy.act(obs, self.state)
+            actions = actions.detach().to("cpu", torch.float32).numpy()
+        latency = time.perf_counter() - start
+        self.latencies.append(latency)
+        a_dim = int(self.policy.features.action_dim)
+        if actions.ndim != 3 or actions.shape[0] != self.n_envs or actions.shape[2] != a_dim:
+            raise ValueError(f"{type(self.policy).__name__}.act returned actions of shape {actions.shape}, "
+                             f"expected ({self.n_envs}, n_action_steps, {a_dim})")
+        info = dict(self.state.info) if self.state is not None else {}
+        return Chunk(actions=actions, t_obs=t_obs, dt=self.dt, latency_s=latency, info=info)
+
+    # --- conversions ----------------------------------------------------------------------------
+    def _select(self, raw_obs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """The policy's keys of one raw observation, with a leading env dim, checked."""
+        out = {}
+        for key, frame_shape in self.keys.items():
+            if key not in raw_obs:
+                raise ValueError(f"raw observation lacks {key!r}, which the policy was trained on; "
+                                 f"it has {sorted(raw_obs)} (wrong obs mode for the suite?)")
+            v = np.asarray(raw_obs[key])
+            if v.shape == frame_shape:
+                v = v[None]
+            if v.shape[1:] != frame_shape or v.shape[0] != self.n_envs:
+                raise ValueError(f"raw observation {key!r} has shape {v.shape}, expected {frame_shape} "
+                                 f"or ({self.n_envs}, {', '.join(map(str, frame_shape))})")
+            if key.startswith(IMAGE_PREFIX) and v.dtype != np.uint8:
+                raise ValueError(f"raw observation {key!r} is {v.dtype}, expected uint8 HxWx3 pixels")
+            out[key] = v
+        return out
+
+    def _to_policy_obs(self, stacked: dict[str, np.ndarray], task: list[str] | str | None) -> dict[str, Any]:
+        obs: dict[str, Any] = {}
+        for key, v in stacked.items():
+            t = torch.from_numpy(v).to(self.device)
+            if key.startswith(IMAGE_PREFIX):
+                # (B, T, H, W, C) uint8 -> (B, T, C, H, W) float in [0, 1], as the datasets store them
+                obs[key] = t.permute(0, 1, 4, 2, 3).float().div_(255.0)
+            else:
+                obs[key] = t.float()
+        if task is not None:
+            tasks = [task] * self.n_envs if isinstance(task, str) else list(task)
+            if len(tasks) != self.n_envs:
+                raise ValueError(f"PolicySource: got {len(tasks)} task strings for {self.n_envs} envs")
+            obs[TASK_KEY] = tasks
+        elif self.use_language:
+            raise ValueError("PolicySource: the policy is language-conditioned; pass task=<instruction>")
+        return obs
+
+    @staticmethod
+    def _policy_device(policy: torch.nn.Module) -> torch.device:
+        for p in policy.parameters():
+            return p.device
+        for b in policy.buffers():
+            return b.device
+        return torch.device("cpu")

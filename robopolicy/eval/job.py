@@ -1,0 +1,63 @@
+"""``robopolicy-eval`` as a library call: a checkpoint, a suite, N episodes -> eval_info.json."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+from omegaconf import MISSING, OmegaConf
+
+
+@dataclass
+class EvalJobConfig:
+    """Evaluate a checkpoint in simulation."""
+
+    checkpoint: str = MISSING
+    """A run folder (its newest checkpoint) or a step_<N> folder."""
+    env: Optional[str] = None
+    """Suite to evaluate on (default: the suite the checkpoint was trained on)."""
+    episodes: int = 50
+    """Episodes per task, on the suite's held-out initial states."""
+    n_envs: int = 2
+    """Environments stepped in parallel worker processes."""
+    videos: int = 3
+    """Episodes saved as mp4 (0 = none)."""
+    scheduler: str = "sync"
+    """Chunk scheduling: sync | ensemble | async (the robot control loop's code)."""
+    output: Optional[str] = None
+    """Results folder (default <checkpoint step folder>/eval_<env>)."""
+    use_ema: bool = True
+    """Evaluate the EMA weights (as trained policies are meant to be used)."""
+    device: str = "auto"
+    """auto | cpu | cuda."""
+    seed: int = 0
+    """Seed for the policy's sampling noise."""
+
+
+def run_eval(cfg: EvalJobConfig, progress: bool = True) -> dict:
+    import torch
+
+    from robopolicy.cli.common import pick_device, slug
+    from robopolicy.eval import evaluate
+    from robopolicy.train.checkpoint import load_policy, resolve_checkpoint
+
+    step_dir = resolve_checkpoint(cfg.checkpoint)
+    train_cfg = OmegaConf.load(step_dir / "config.yaml") if (step_dir / "config.yaml").exists() else {}
+    env = cfg.env or train_cfg.get("env")
+    if env is None:
+        raise ValueError(f"{step_dir} has no config.yaml naming its env: pass env=<suite>")
+    obs = train_cfg.get("obs", "image" if _has_cameras(step_dir) else "state")
+    image_size = int(train_cfg.get("image_size", 84))
+    torch.manual_seed(cfg.seed)
+    policy = load_policy(step_dir, use_ema=cfg.use_ema, device=pick_device(cfg.device))
+    out = Path(cfg.output) if cfg.output else step_dir / f"eval_{slug(env)}"
+    return evaluate(policy, env, episodes=cfg.episodes, obs=obs, image_size=image_size, n_envs=cfg.n_envs,
+                    scheduler=cfg.scheduler, video_dir=out / "videos" if cfg.videos else None,
+                    n_videos=cfg.videos, out_dir=out, progress=progress)
+
+
+def _has_cameras(step_dir: Path) -> bool:
+    import json
+
+    return bool(json.loads((step_dir / "meta.json").read_text())["features"].get("cameras"))

@@ -1,0 +1,4 @@
+"""Policy families. Importing this package registers every built-in family."""
+
+from robopolicy.policies.base import Policy, PolicyConfig  # noqa: F401
+from robopolicy.policies import diffusion  # noqa: F401

@@ -1,0 +1,68 @@
+"""Configuration of the reference Diffusion Policy (Chi et al. 2023)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from robopolicy.encoders import EncoderConfig
+from robopolicy.normalize import NormalizerConfig
+from robopolicy.policies.base import PolicyConfig
+from robopolicy.samplers import NoiseScheduleConfig
+from robopolicy.tokenizers import TokenizerConfig
+
+
+@dataclass
+class DiffusionConfig(PolicyConfig):
+    """Diffusion Policy: a FiLM-conditioned 1-D UNet denoising normalized action chunks."""
+
+    encoder: EncoderConfig = field(default_factory=EncoderConfig)
+    """Observation encoder; its pooled vector is the UNet's global condition."""
+    normalization: NormalizerConfig = field(default_factory=NormalizerConfig)
+    """How state and images are normalized before the encoder."""
+    action_tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)
+    """Action representation; must be continuous (normalized actions)."""
+    noise: NoiseScheduleConfig = field(default_factory=NoiseScheduleConfig)
+    """Noise schedule (diffusers), prediction target and the inference sampler/steps."""
+    down_dims: tuple[int, ...] = (64, 128, 256)
+    """UNet channel widths per resolution level (the paper uses (512, 1024, 2048))."""
+    kernel_size: int = 5
+    """Temporal convolution kernel size."""
+    n_groups: int = 8
+    """GroupNorm groups in the UNet."""
+    step_embed_dim: int = 128
+    """Width of the diffusion-timestep embedding."""
+    film_scale: bool = True
+    """FiLM predicts a scale and a bias (True) or only a bias."""
+    train_bf16: bool = False
+    """Run the training forward/backward under CPU/GPU bfloat16 autocast (loss in float32)."""
+    compile_unet: bool = False
+    """torch.compile the UNet for sampling (tens of seconds of compile time on first use)."""
+
+    def __post_init__(self) -> None:
+        levels = len(self.down_dims)
+        if self.horizon % (1 << (levels - 1)):
+            raise ValueError(f"horizon {self.horizon} must be divisible by 2**(len(down_dims)-1) = {1 << (levels - 1)}")
+        if self.n_obs_steps < 1 or self.n_action_steps < 1:
+            raise ValueError("n_obs_steps and n_action_steps must be >= 1")
+        if self.n_obs_steps - 1 + self.n_action_steps > self.horizon:
+            raise ValueError(
+                f"n_obs_steps - 1 + n_action_steps = {self.n_obs_steps - 1 + self.n_action_steps} exceeds horizon {self.horizon}"
+            )
+        if self.action_tokenizer.kind != "continuous":
+            raise ValueError("Diffusion Policy denoises continuous actions: action_tokenizer.kind must be 'continuous'")
+        self.down_dims = tuple(self.down_dims)
+
+    @classmethod
+    def tiny(cls) -> "DiffusionConfig":
+        """A seconds-fast configuration for tests."""
+        return cls(
+            horizon=8,
+            n_obs_steps=2,
+            n_action_steps=4,
+            down_dims=(16, 32),
+            kernel_size=3,
+            n_groups=4,
+            step_embed_dim=16,
+            encoder=EncoderConfig(num_keypoints=8, image_feature_dim=16),
+            noise=NoiseScheduleConfig(num_train_timesteps=20, num_inference_steps=4),
+        )

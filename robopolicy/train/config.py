@@ -1,0 +1,86 @@
+"""The typed training configuration (Hydra schema ``train_schema``; YAML in configs/train.yaml)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+from omegaconf import MISSING
+
+
+@dataclass
+class EvalConfig:
+    """Evaluation rollouts (after training, periodically during it, and in robopolicy-eval)."""
+
+    episodes: int = 50
+    """Episodes per task, on the suite's held-out ("eval") initial states."""
+    n_envs: int = 2
+    """Environments stepped in parallel worker processes (both cores)."""
+    videos: int = 3
+    """Episodes recorded to mp4 (0 = none)."""
+    scheduler: str = "sync"
+    """Chunk scheduling: sync | ensemble | async (same code as the robot control loop)."""
+    every: int = 0
+    """Evaluate every N training steps with ``during_episodes`` episodes (0 = only at the end)."""
+    during_episodes: int = 10
+    """Episodes per task for the periodic evaluation during training."""
+
+
+@dataclass
+class TrainConfig:
+    """One training run: data, policy, optimization, checkpoints, evaluation."""
+
+    policy: Any = MISSING
+    """The policy family's config (choose with ``policy=<name>``: one of the registered families)."""
+    env: str = "pushblock"
+    """Task suite: pushblock | metaworld/mt1/<task> | metaworld/mt10 | metaworld/mt50 | robosuite/<task>."""
+    obs: str = "state"
+    """Observation modality: state | image (image = state + the suite's cameras)."""
+    image_size: int = 84
+    """Square camera resolution when obs=image."""
+    cameras: Optional[list[str]] = None
+    """Camera subset for obs=image (None = the suite's first camera)."""
+    dataset: Optional[str] = None
+    """Dataset folder (LeRobotDataset v3.0); default datasets/<env>_<obs>. Recorded if missing."""
+    episodes: int = 50
+    """Expert demonstrations per task to record when the dataset is missing or short."""
+    use_language: Optional[bool] = None
+    """Condition on the task instruction (None = only for multi-task suites)."""
+    run_name: Optional[str] = None
+    """Run folder name under output_dir (default <env>_<policy>_<obs>)."""
+    output_dir: str = "checkpoints"
+    """Where run folders are written."""
+    resume: bool = False
+    """Continue a killed run from its last checkpoint (same run_name)."""
+    seed: int = 0
+    """Seed for torch, numpy and the data order."""
+    device: str = "auto"
+    """auto | cpu | cuda | cuda:N."""
+    precision: str = "fp32"
+    """fp32 | bf16 (autocast; on CUDA and on CPUs with AMX/AVX512-BF16)."""
+    steps: int = 3000
+    """Optimizer steps."""
+    max_minutes: Optional[float] = None
+    """Stop training after this many minutes (a time budget; checkpoints the stopping step)."""
+    batch_size: int = 64
+    """Training batch size (per process)."""
+    lr: float = 1e-4
+    """Peak AdamW learning rate."""
+    weight_decay: float = 1e-6
+    """AdamW weight decay."""
+    warmup_steps: int = 500
+    """Linear warmup steps before the cosine decay."""
+    grad_clip: float = 10.0
+    """Max gradient norm."""
+    ema_decay: float = 0.9999
+    """Upper bound of the EMA decay (power-0.75 warmup as in Chi et al.)."""
+    num_workers: int = 0
+    """DataLoader worker processes (0 = in the training process; best for small state datasets)."""
+    log_every: int = 50
+    """Steps between log lines / TensorBoard points."""
+    save_every: int = 1000
+    """Steps between checkpoints (the final step is always saved)."""
+    wandb: bool = False
+    """Also log to Weights & Biases (needs the optional wandb package)."""
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    """Evaluation settings."""

@@ -1,0 +1,89 @@
+"""The main job as a library call: demonstrations (recorded if missing) -> policy -> trained
+policy -> success rate. ``robopolicy-train`` is a thin Hydra wrapper around ``run_training``."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+from robopolicy import registry
+from robopolicy.cli.common import default_dataset_path, pick_device, slug
+from robopolicy.config_utils import from_dict, to_dict
+from robopolicy.train.config import TrainConfig
+from robopolicy.train.trainer import Trainer, seed_everything
+
+
+def ensure_dataset(cfg: TrainConfig, suite) -> Path:
+    """Record expert demonstrations into ``cfg.dataset`` unless enough are already there."""
+    from robopolicy.data import record_dataset
+
+    path = Path(cfg.dataset or default_dataset_path(cfg.env, cfg.obs))
+    info = path / "meta" / "info.json"
+    wanted = cfg.episodes * len(suite.tasks)
+    have = json.loads(info.read_text()).get("total_episodes", 0) if info.exists() else 0
+    if have < wanted:
+        print(f"recording {wanted - have} more expert episodes of {cfg.env} ({cfg.obs}) into {path}")
+        record_dataset(cfg.env, str(path), episodes=cfg.episodes, obs=cfg.obs, image_size=cfg.image_size)
+    return path
+
+
+def build_policy(policy_name: str, policy_cfg: Any, features, stats):
+    cls = registry.get("policy", policy_name)
+    config = policy_cfg if isinstance(policy_cfg, cls.config_class) else from_dict(cls.config_class, to_dict(policy_cfg))
+    return cls(config, features, stats)
+
+
+def run_training(cfg: TrainConfig, policy_name: str, progress: bool = True) -> dict:
+    """Train ``policy_name`` as ``cfg`` says, evaluate it, and return the evaluation summary."""
+    from envs import make_suite
+    from robopolicy.data import LeRobotDataset
+    from robopolicy.eval import evaluate
+
+    seed_everything(cfg.seed)
+    suite = make_suite(cfg.env, obs=cfg.obs, image_size=cfg.image_size)
+    ds_path = ensure_dataset(cfg, suite)
+    use_language = cfg.use_language if cfg.use_language is not None else len(suite.tasks) > 1
+    meta_ds = LeRobotDataset(ds_path)
+    features = meta_ds.feature_spec(use_language=use_language)
+    if cfg.obs == "state":
+        features.cameras = {}
+    elif cfg.cameras:
+        missing = [c for c in cfg.cameras if c not in features.cameras]
+        if missing:
+            raise ValueError(f"cameras {missing} are not in dataset {ds_path} (has {sorted(features.cameras)})")
+        features.cameras = {c: features.cameras[c] for c in cfg.cameras}
+    else:
+        first = next(iter(features.cameras), None)
+        features.cameras = {first: features.cameras[first]} if first else {}
+    policy = build_policy(policy_name, cfg.policy, features, meta_ds.meta.stats)
+    dataset = LeRobotDataset(ds_path, delta_timestamps=policy.delta_timestamps())
+
+    run_dir = Path(cfg.output_dir) / (cfg.run_name or f"{slug(cfg.env)}_{policy_name}_{cfg.obs}")
+    if run_dir.exists() and not cfg.resume and any(run_dir.glob("step_*")):
+        raise FileExistsError(f"{run_dir} already holds checkpoints: pass resume=true to continue it, "
+                              f"or run_name=<new name> to start another run")
+    train_dict = to_dict(cfg)
+    train_dict["policy_name"] = policy_name
+    n_params = sum(p.numel() for p in policy.parameters())
+    print(f"policy {policy_name}: {n_params / 1e6:.2f} M parameters; dataset {ds_path}: "
+          f"{meta_ds.num_episodes} episodes, {len(dataset)} frames; run folder {run_dir}")
+
+    def periodic_eval(p, episodes):
+        return evaluate(p, cfg.env, episodes=episodes, obs=cfg.obs, image_size=cfg.image_size,
+                        n_envs=cfg.eval.n_envs, scheduler=cfg.eval.scheduler, progress=False)
+
+    trainer = Trainer(policy.to(pick_device(cfg.device)), dataset, cfg, run_dir, train_dict, periodic_eval, progress)
+    t0 = time.monotonic()
+    ema_policy = trainer.fit()
+    train_minutes = (time.monotonic() - t0) / 60
+    result = evaluate(
+        ema_policy, cfg.env, episodes=cfg.eval.episodes, obs=cfg.obs, image_size=cfg.image_size,
+        n_envs=cfg.eval.n_envs, scheduler=cfg.eval.scheduler, video_dir=run_dir / "videos",
+        n_videos=cfg.eval.videos, out_dir=run_dir / f"eval_step_{trainer.step}", progress=progress,
+    )
+    result["train_steps"] = trainer.step
+    result["train_minutes"] = train_minutes
+    result["run_dir"] = str(run_dir)
+    return result

@@ -1,0 +1,232 @@
+"""One trainer for every policy family: it only ever calls ``policy.loss(batch)``.
+
+AdamW + warmup/cosine (diffusers' schedule), EMA (diffusers' EMAModel, power warmup as in Chi et
+al.), gradient clipping, bf16 autocast when asked, tqdm progress with loss / lr / it/s,
+TensorBoard (and optionally wandb) logs, periodic evaluation, atomic checkpoints and
+``resume``. Everything goes through ``accelerate`` so the same loop runs on one CPU process (what
+CI runs) and on several GPUs (``accelerate launch``).
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import random
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+
+from robopolicy.train.checkpoint import resolve_checkpoint, save_checkpoint
+from robopolicy.train.config import TrainConfig
+
+
+class _LossModule(nn.Module):
+    """Lets accelerate/DDP wrap ``policy.loss`` as a forward without the policy returning a loss
+    from ``forward`` itself."""
+
+    def __init__(self, policy: nn.Module):
+        super().__init__()
+        self.policy = policy
+
+    def forward(self, batch):
+        return self.policy.loss(batch)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def _to_device(batch: dict[str, Any], device: torch.device) -> dict[str, Any]:
+    return {k: (v.to(device, non_blocking=True) if torch.is_tensor(v) else v) for k, v in batch.items()}
+
+
+class Trainer:
+    def __init__(
+        self,
+        policy: nn.Module,
+        dataset: torch.utils.data.Dataset,
+        cfg: TrainConfig,
+        run_dir: str | Path,
+        train_config_dict: dict | None = None,
+        evaluate_fn: Callable[[nn.Module, int], dict] | None = None,
+        progress: bool = True,
+    ):
+        from accelerate import Accelerator
+        from diffusers.optimization import get_scheduler
+        from diffusers.training_utils import EMAModel
+
+        self.cfg = cfg
+        self.run_dir = Path(run_dir)
+        self.train_config_dict = train_config_dict
+        self.evaluate_fn = evaluate_fn
+        self.progress = progress
+        cpu = cfg.device == "cpu" or (cfg.device == "auto" and not torch.cuda.is_available())
+        if cfg.precision not in ("fp32", "bf16"):
+            raise ValueError(f"precision must be fp32 or bf16, got {cfg.precision!r}")
+        self.accelerator = Accelerator(cpu=cpu, mixed_precision="bf16" if cfg.precision == "bf16" else "no")
+        self.policy = policy
+        self.optimizer = torch.optim.AdamW(
+            [p for p in policy.parameters() if p.requires_grad],
+            lr=cfg.lr, betas=(0.95, 0.999), eps=1e-8, weight_decay=cfg.weight_decay,
+        )
+        self.lr_scheduler = get_scheduler(
+            "cosine", self.optimizer, num_warmup_steps=cfg.warmup_steps, num_training_steps=cfg.steps
+        )
+        self.ema = EMAModel(
+            [p for p in policy.parameters() if p.requires_grad],
+            decay=cfg.ema_decay, use_ema_warmup=True, power=0.75, foreach=True,
+        )
+        self.generator = torch.Generator().manual_seed(cfg.seed)
+        loader = DataLoader(
+            dataset,
+            batch_size=cfg.batch_size,
+            shuffle=True,
+            drop_last=len(dataset) >= cfg.batch_size,
+            num_workers=cfg.num_workers,
+            persistent_workers=cfg.num_workers > 0,
+            generator=self.generator,
+        )
+        self.loss_module, self.optimizer, self.loader, self.lr_scheduler = self.accelerator.prepare(
+            _LossModule(policy), self.optimizer, loader, self.lr_scheduler
+        )
+        self.ema.to(self.accelerator.device)
+        self.step = 0
+        self.writer = None
+        self.history: list[dict[str, float]] = []
+
+    # --- checkpoints ------------------------------------------------------------------------
+    def ema_policy(self) -> nn.Module:
+        """A copy of the policy with EMA weights (what evaluation and checkpoints' ema use)."""
+        ema_policy = copy.deepcopy(self.accelerator.unwrap_model(self.loss_module).policy)
+        self.ema.copy_to([p for p in ema_policy.parameters() if p.requires_grad])
+        return ema_policy.eval()
+
+    def save(self) -> Path | None:
+        if not self.accelerator.is_main_process:
+            return None
+        train_state = {
+            "step": self.step,
+            "optimizer": self.optimizer.state_dict(),
+            "lr_scheduler": self.lr_scheduler.state_dict(),
+            "ema": self.ema.state_dict(),
+            "rng": {
+                "torch": torch.get_rng_state(),
+                "numpy": np.random.get_state(),
+                "python": random.getstate(),
+                "generator": self.generator.get_state(),
+            },
+        }
+        return save_checkpoint(
+            self.run_dir, self.step, self.accelerator.unwrap_model(self.loss_module).policy,
+            self.ema_policy().state_dict(), train_state, self.train_config_dict,
+        )
+
+    def try_resume(self) -> bool:
+        """Load the newest checkpoint of ``run_dir``; False when there is none to resume."""
+        try:
+            step_dir = resolve_checkpoint(self.run_dir)
+        except FileNotFoundError:
+            return False
+        from robopolicy.train.checkpoint import load_state
+
+        policy = self.accelerator.unwrap_model(self.loss_module).policy
+        policy.load_state_dict(load_state(step_dir, use_ema=False))
+        ts = torch.load(step_dir / "train_state.pt", map_location="cpu", weights_only=False)
+        self.optimizer.load_state_dict(ts["optimizer"])
+        self.lr_scheduler.load_state_dict(ts["lr_scheduler"])
+        self.ema.load_state_dict(ts["ema"])
+        self.ema.to(self.accelerator.device)
+        torch.set_rng_state(ts["rng"]["torch"])
+        np.random.set_state(ts["rng"]["numpy"])
+        random.setstate(ts["rng"]["python"])
+        self.generator.set_state(ts["rng"]["generator"])
+        self.step = int(ts["step"])
+        self.accelerator.print(f"resumed from {step_dir} at step {self.step}")
+        return True
+
+    # --- the loop ---------------------------------------------------------------------------
+    def _batches(self):
+        while True:
+            for batch in self.loader:
+                yield batch
+
+    def _log(self, scalars: dict[str, float]) -> None:
+        if not self.accelerator.is_main_process:
+            return
+        if self.writer is None:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self.writer = SummaryWriter(str(self.run_dir / "tb"))
+            if self.cfg.wandb:
+                import wandb  # optional dependency
+
+                wandb.init(project="robopolicy", name=self.run_dir.name, config=self.train_config_dict)
+        for k, v in scalars.items():
+            self.writer.add_scalar(k, v, self.step)
+        if self.cfg.wandb:
+            import wandb
+
+            wandb.log(scalars, step=self.step)
+
+    def fit(self) -> nn.Module:
+        """Train to ``cfg.steps`` (or ``max_minutes``); returns the EMA policy."""
+        from tqdm.auto import tqdm
+
+        cfg, acc = self.cfg, self.accelerator
+        if cfg.resume:
+            self.try_resume()
+        self.loss_module.train()
+        batches = self._batches()
+        bar = tqdm(total=cfg.steps, initial=self.step, disable=not (self.progress and acc.is_main_process),
+                   desc="train", dynamic_ncols=True)
+        t_start = time.monotonic()
+        last_t, last_step, running = t_start, self.step, []
+        while self.step < cfg.steps:
+            batch = _to_device(next(batches), acc.device)
+            with acc.autocast():
+                loss, info = self.loss_module(batch)
+            if not torch.isfinite(loss):
+                raise FloatingPointError(f"non-finite loss {loss.item()} at step {self.step}")
+            self.optimizer.zero_grad(set_to_none=True)
+            acc.backward(loss)
+            grad_norm = acc.clip_grad_norm_(self.loss_module.parameters(), cfg.grad_clip)
+            self.optimizer.step()
+            self.lr_scheduler.step()
+            self.ema.step([p for p in acc.unwrap_model(self.loss_module).policy.parameters() if p.requires_grad])
+            self.step += 1
+            running.append(loss.item())
+            bar.update(1)
+            if self.step % cfg.log_every == 0 or self.step == cfg.steps:
+                now = time.monotonic()
+                its = (self.step - last_step) / max(now - last_t, 1e-9)
+                lr = self.lr_scheduler.get_last_lr()[0]
+                scalars = {"train/loss": float(np.mean(running)), "train/lr": lr, "train/it_per_s": its,
+                           "train/grad_norm": float(grad_norm)}
+                scalars.update({f"train/{k}": float(v) for k, v in info.items()})
+                self._log(scalars)
+                self.history.append({"step": self.step, **scalars})
+                bar.set_postfix(loss=f"{scalars['train/loss']:.4f}", lr=f"{lr:.2e}", its=f"{its:.1f}")
+                last_t, last_step, running = now, self.step, []
+            out_of_time = cfg.max_minutes is not None and (time.monotonic() - t_start) > 60 * cfg.max_minutes
+            if self.step % cfg.save_every == 0 or self.step == cfg.steps or out_of_time:
+                self.save()
+            if self.evaluate_fn is not None and cfg.eval.every and self.step % cfg.eval.every == 0 \
+                    and self.step < cfg.steps and acc.is_main_process:
+                res = self.evaluate_fn(self.ema_policy(), cfg.eval.during_episodes)
+                self._log({"eval/success": res["success_rate"]})
+                self.loss_module.train()
+            if out_of_time:
+                acc.print(f"time budget of {cfg.max_minutes} min reached at step {self.step}")
+                break
+        bar.close()
+        if self.writer is not None:
+            self.writer.flush()
+        self.elapsed_s = time.monotonic() - t_start
+        return self.ema_policy()
