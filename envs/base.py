@@ -8,10 +8,6 @@ HxWx3), ``info["success"]`` and a step limit, so each adapter only writes its ph
 
 from __future__ import annotations
 
-import os
-
-os.environ.setdefault("MUJOCO_GL", "egl")  # before mujoco is imported anywhere below
-
 import functools
 import zlib
 from typing import Any, Callable, Literal, Protocol, Sequence

@@ -18,7 +18,6 @@ import pickle
 import warnings
 from typing import Any
 
-import metaworld  # noqa: F401  (registers the envs; must precede metaworld.env_dict users)
 import metaworld.env_dict as mw_envs
 import numpy as np
 from gymnasium import spaces

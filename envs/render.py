@@ -2,13 +2,11 @@
 
 Mesa's llvmpipe renders ~50x faster with shadows, reflections and multisampling off (see
 SIM-NOTES), so every suite renders through this one class rather than a simulator's own renderer.
+The GL backend is fixed when mujoco is first imported: ``envs/__init__`` sets ``MUJOCO_GL=egl``
+unless set, which only helps if ``envs`` is imported before ``mujoco``.
 """
 
 from __future__ import annotations
-
-import os
-
-os.environ.setdefault("MUJOCO_GL", "egl")  # before mujoco is imported anywhere below
 
 from typing import Callable
 

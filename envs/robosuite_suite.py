@@ -14,10 +14,6 @@ reseeds that generator in place from the ``reset(seed=...)`` generator, so a see
 
 from __future__ import annotations
 
-import os
-
-os.environ.setdefault("MUJOCO_GL", "egl")
-
 import logging
 from dataclasses import dataclass
 from typing import Any
@@ -163,6 +159,11 @@ class RobosuiteEnv(SimEnv):
 
 # --- experts ----------------------------------------------------------------------------------
 
+# Where the expert drops the can: inside the can's quarter of the goal bin (x in 0.1..0.3, y in
+# 0.28..0.53, behind 1 cm dividers), pulled toward the robot from the quarter's centre
+# (0.1975, 0.4025), which lies at the edge of the Panda's reach. A test checks it against the env.
+CAN_GOAL = np.array([0.18, 0.38, 0.8])
+
 _DOWN = np.diag([1.0, -1.0, -1.0])  # gripper pointing straight down, fingers along world y
 
 
@@ -211,7 +212,8 @@ class PickPlaceExpert:
         self.task = task
         self.layout = StateLayout(task)
         self.obj_key = {"lift": "cube", "stack": "cubeA", "pickplacecan": "Can"}[task]
-        self.goal = None if goal is None else np.asarray(goal, dtype=np.float64)
+        # Where a pick-place object goes (its centre, resting); stack reads cubeB from the state.
+        self.goal = np.asarray(CAN_GOAL if goal is None else goal, dtype=np.float64)
         # Height above the place target to carry at: the can (half height 4 cm) must clear the
         # bins' 10 cm walls, yet stay inside the arm's reach over the far bin.
         self.carry_height = 0.10 if task == "pickplacecan" else 0.06
@@ -224,7 +226,6 @@ class PickPlaceExpert:
         self.phase = "hover"
         self.count = 0
         self.yaw_target: float | None = None
-        self.grasp_offset = np.zeros(3)
 
     def _obj(self, s: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         return self.layout.get(s, f"{self.obj_key}_pos"), self.layout.get(s, f"{self.obj_key}_quat")
@@ -234,7 +235,7 @@ class PickPlaceExpert:
         if self.task == "stack":
             # cubeA (half 0.02) resting on cubeB (half 0.025), a few mm of clearance
             return self.layout.get(s, "cubeB_pos") + np.array([0.0, 0.0, 0.02 + 0.025 + 0.006])
-        assert self.goal is not None
+        # the can's centre standing on the bin floor (top at z=0.82; half height 4 cm), +1 cm
         return self.goal + np.array([0.0, 0.0, 0.07])
 
     def _grasp_yaw(self, s: np.ndarray, ori: np.ndarray, obj_quat: np.ndarray) -> float:
@@ -283,7 +284,6 @@ class PickPlaceExpert:
             self.count += 1
             if self.count >= self.GRASP_STEPS:
                 self.phase = "lift"
-                self.grasp_offset = eef - obj
         if self.phase == "lift":
             gripper = 1.0
             if self.task == "lift":
@@ -322,10 +322,6 @@ class PickPlaceExpert:
         return action.astype(np.float32)
 
 
-# Where the expert drops the can: inside the can's quarter of the goal bin (x in 0.1..0.3, y in
-# 0.28..0.53, behind 1 cm dividers), pulled toward the robot from the quarter's centre
-# (0.1975, 0.4025), which lies at the edge of the Panda's reach. A test checks it against the env.
-CAN_GOAL = np.array([0.18, 0.38, 0.8])
 
 
 class RobosuiteSuite(Suite):
@@ -353,7 +349,7 @@ class RobosuiteSuite(Suite):
 
     def make_expert(self, task: str) -> PickPlaceExpert:
         self.check_task(task)
-        return PickPlaceExpert(task, goal=CAN_GOAL if task == "pickplacecan" else None)
+        return PickPlaceExpert(task)
 
 
 def make_robosuite_suite(rest: str, **kw: Any) -> RobosuiteSuite:

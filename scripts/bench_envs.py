@@ -8,11 +8,8 @@ replaces the "Environment speed" section of docs/benchmarks.md.
 
 from __future__ import annotations
 
-import os
-
-os.environ.setdefault("MUJOCO_GL", "egl")
-
 import argparse
+import os
 import time
 
 import numpy as np
@@ -51,8 +48,9 @@ def measure(suite_name: str, obs: str, image_size: int, seconds: float, min_step
             env.reset(seed=suite.trial_seed(task, trial, "train"))
     elapsed = time.perf_counter() - start
     env.close()
-    return {"suite": suite_name, "task": task, "obs": obs if camera is None else f"image: {camera} {image_size}x{image_size}",
-            "steps": steps, "resets": resets, "steps_per_s": steps / elapsed}
+    label = "state" if camera is None else f"image: {camera} {image_size}x{image_size}"
+    return {"suite": suite_name, "task": task, "obs": label, "steps": steps, "resets": resets,
+            "steps_per_s": steps / elapsed}
 
 
 def table(rows: list[dict]) -> str:

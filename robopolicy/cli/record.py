@@ -25,7 +25,7 @@ class RecordConfig:
     """Which suite to record, how many episodes, and where the dataset goes."""
 
     env: str = "pushblock"
-    """Task suite (envs.make_suite): pushblock | metaworld/mt1/<task> | metaworld/mt10 | metaworld/mt50 | robosuite/<task>."""
+    """Task suite (envs.make_suite): pushblock | metaworld/mt1/<task> | metaworld/mt10 | robosuite/<task> ..."""
     obs: str = "state"
     """Observation modality: state | image (image = state + the suite's cameras)."""
     episodes: int = 50
@@ -62,12 +62,23 @@ def _main(cfg) -> None:
     c: RecordConfig = OmegaConf.to_object(cfg)
     output = c.output or default_dataset_path(c.env, c.obs)
     s = record_dataset(
-        c.env, output, c.episodes, obs=c.obs, image_size=c.image_size, keep_failed=c.keep_failed,
-        num_workers=c.num_workers, use_videos=c.use_videos, seed_split=c.seed_split, progress=c.progress,
-        stop_on_success=c.stop_on_success, post_success_steps=c.post_success_steps,
+        c.env,
+        output,
+        c.episodes,
+        obs=c.obs,
+        image_size=c.image_size,
+        keep_failed=c.keep_failed,
+        num_workers=c.num_workers,
+        use_videos=c.use_videos,
+        seed_split=c.seed_split,
+        progress=c.progress,
+        stop_on_success=c.stop_on_success,
+        post_success_steps=c.post_success_steps,
     )
-    print(f"{s.root}: {s.episodes} episodes, {s.frames} frames ({s.new_episodes} new from {s.attempts} "
-          f"rollouts, {s.failed} failed); per task: {s.per_task}")
+    print(
+        f"{s.root}: {s.episodes} episodes, {s.frames} frames ({s.new_episodes} new from {s.attempts} "
+        f"rollouts, {s.failed} failed); per task: {s.per_task}"
+    )
 
 
 def main() -> None:

@@ -39,7 +39,11 @@ def _column_to_numpy(col: pa.ChunkedArray, key: str, ft: dict, path: Path | str)
     if ft["dtype"] == "string":
         return np.asarray(arr.to_pylist(), dtype=object)
     depth = 0
-    while pa.types.is_list(arr.type) or pa.types.is_large_list(arr.type) or pa.types.is_fixed_size_list(arr.type):
+    while (
+        pa.types.is_list(arr.type)
+        or pa.types.is_large_list(arr.type)
+        or pa.types.is_fixed_size_list(arr.type)
+    ):
         if arr.null_count:
             raise ValueError(f"{path}: column {key!r} has null rows")
         arr = arr.flatten()
@@ -49,7 +53,9 @@ def _column_to_numpy(col: pa.ChunkedArray, key: str, ft: dict, path: Path | str)
     values = arr.to_numpy(zero_copy_only=False)
     if depth == 0:
         if shape not in ((1,), ()):
-            raise ValueError(f"{path}: column {key!r} holds scalars but meta/info.json declares shape {list(shape)}")
+            raise ValueError(
+                f"{path}: column {key!r} holds scalars but meta/info.json declares shape {list(shape)}"
+            )
         out = values.reshape(n)
     else:
         if values.size != n * int(np.prod(shape)):
@@ -118,6 +124,8 @@ class LeRobotDataset(torch.utils.data.Dataset):
                 raise ValueError(f"{self.root}: camera_keys {unknown} are not camera features ({all_cams})")
             self._cameras = [k for k in all_cams if k in camera_keys]
         self._eps = [self.meta.episodes[e] for e in sel]
+        if not self._eps:
+            raise ValueError(f"{self.root}: no episodes to load (the dataset has {n_total})")
         self._load_frames_table()
         self.delta_timestamps = {k: list(v) for k, v in (delta_timestamps or {}).items()}
         self._deltas = self._resolve_deltas(self.delta_timestamps)
@@ -136,13 +144,15 @@ class LeRobotDataset(torch.utils.data.Dataset):
         for ep in self._eps:
             by_file.setdefault(meta.data_file(ep), []).append(int(ep["episode_index"]))
         arrays: dict[str, list[np.ndarray]] = {k: [] for k in columns if feats[k]["dtype"] != "image"}
-        images: dict[str, list[pa.Array]] = {k: [] for k in meta.image_keys}
+        images: dict[str, list[pa.Array]] = {k: [] for k in meta.image_keys if k in self._cameras}
         for path, eps in by_file.items():
             table = read_parquet(path)
             have = set(table.column_names)
             missing = [c for c in columns if c not in have]
             if missing:
-                raise ValueError(f"{path}: column(s) {missing} declared in meta/info.json are missing from the file")
+                raise ValueError(
+                    f"{path}: column(s) {missing} declared in meta/info.json are missing from the file"
+                )
             extra = [c for c in table.column_names if c not in columns and not c.startswith("__index_level")]
             if extra:
                 raise ValueError(f"{path}: column(s) {extra} are not features in meta/info.json")
@@ -161,7 +171,9 @@ class LeRobotDataset(torch.utils.data.Dataset):
             for k in images:
                 col = table.column(k).combine_chunks()
                 if not pa.types.is_struct(col.type):
-                    raise ValueError(f"{path}: image column {k!r} should be struct<bytes, path>, got {col.type}")
+                    raise ValueError(
+                        f"{path}: image column {k!r} should be struct<bytes, path>, got {col.type}"
+                    )
                 images[k].append(col)
         self._arrays: dict[str, np.ndarray] = {k: np.concatenate(v) for k, v in arrays.items()}
         for k, v in self._arrays.items():
@@ -207,7 +219,9 @@ class LeRobotDataset(torch.utils.data.Dataset):
             row_ep[pos : pos + length] = j
             pos += length
         if pos != n:
-            raise ValueError(f"{self.root}: data has {n} rows for the selected episodes but their lengths sum to {pos}")
+            raise ValueError(
+                f"{self.root}: data has {n} rows for the selected episodes but their lengths sum to {pos}"
+            )
         self._starts, self._ends, self._row_ep = starts, ends, row_ep
         self._single = np.arange(n, dtype=np.int64)
 
@@ -216,12 +230,18 @@ class LeRobotDataset(torch.utils.data.Dataset):
         fps = float(self.meta.fps)
         for key, offsets in delta_timestamps.items():
             if key not in self.meta.features:
-                raise ValueError(f"delta_timestamps: {key!r} is not a feature of {self.root} ({sorted(self.meta.features)})")
+                raise ValueError(
+                    f"delta_timestamps: {key!r} is not a feature of {self.root} ({sorted(self.meta.features)})"
+                )
             if key in self.meta.camera_keys and key not in self._cameras:
-                raise ValueError(f"delta_timestamps: camera {key!r} is excluded by camera_keys={self._cameras}")
+                raise ValueError(
+                    f"delta_timestamps: camera {key!r} is excluded by camera_keys={self._cameras}"
+                )
             off = np.asarray(offsets, dtype=np.float64)
             if off.ndim != 1 or len(off) == 0:
-                raise ValueError(f"delta_timestamps[{key!r}] must be a non-empty list of seconds, got {offsets!r}")
+                raise ValueError(
+                    f"delta_timestamps[{key!r}] must be a non-empty list of seconds, got {offsets!r}"
+                )
             frames = off * fps
             rounded = np.round(frames)
             worst = np.abs(frames - rounded).max() / fps
@@ -286,15 +306,18 @@ class LeRobotDataset(torch.utils.data.Dataset):
         return self.num_frames
 
     def feature_spec(self, use_language: bool = False) -> FeatureSpec:
-        """Shapes a policy is built for: action/state widths and cameras as (C, H, W)."""
+        """Shapes a policy is built for: action/state widths and every camera of the dataset as
+        (C, H, W) (whatever ``camera_keys`` selected)."""
         feats = self.meta.features
         if ACTION_KEY not in feats:
-            raise ValueError(f"{self.root / layout.INFO_PATH}: no 'action' feature, cannot build a FeatureSpec")
+            raise ValueError(
+                f"{self.root / layout.INFO_PATH}: no 'action' feature, cannot build a FeatureSpec"
+            )
         cams = {}
         for key in self.meta.camera_keys:
             if not key.startswith(IMAGE_PREFIX):
                 continue
-            cams[key[len(IMAGE_PREFIX):]] = self._chw(key)
+            cams[key[len(IMAGE_PREFIX) :]] = self._chw(key)
         state = feats.get(STATE_KEY)
         return FeatureSpec(
             action_dim=int(np.prod(feats[ACTION_KEY]["shape"])),
@@ -312,6 +335,10 @@ class LeRobotDataset(torch.utils.data.Dataset):
             return tuple(shape)  # already (C, H, W)
         return (shape[2], shape[0], shape[1])
 
+    def _hwc(self, key: str) -> tuple[int, int, int]:
+        c, h, w = self._chw(key)
+        return h, w, c
+
     # ------------------------------------------------------------------ camera frames
     def _decode_rows(self, key: str, j: int, rows: np.ndarray) -> np.ndarray:
         """uint8 frames (len(rows), H, W, 3) of camera ``key`` for item rows of loaded episode j."""
@@ -320,16 +347,21 @@ class LeRobotDataset(torch.utils.data.Dataset):
             data, paths = self._images[key]
             where = f"{self.meta.data_file(ep)} column {key!r}"
             frames = np.stack(
-                [decode_image({"bytes": data[r], "path": paths[r]}, self.root, f"{where} row {r}") for r in rows]
+                [
+                    decode_image({"bytes": data[r], "path": paths[r]}, self.root, f"{where} row {r}")
+                    for r in rows
+                ]
             )
         else:
             path = self.meta.video_file(ep, key)
             ts = self.meta.video_from_timestamp(ep, key) + self._arrays["timestamp"][rows].astype(np.float64)
             frames = decode_at(path, ts, self.tolerance_s)
-        h, w, c = (lambda s: (s[1], s[2], s[0]))(self._chw(key))
+        h, w, c = self._hwc(key)
         if frames.shape[1:] != (h, w, c):
             src = self.meta.data_file(ep) if key in self._images else self.meta.video_file(ep, key)
-            raise ValueError(f"{src}: {key!r} frames are {frames.shape[1:]} but meta/info.json declares (H, W, C)={(h, w, c)}")
+            raise ValueError(
+                f"{src}: {key!r} frames are {frames.shape[1:]} but meta/info.json declares (H, W, C)={(h, w, c)}"
+            )
         return frames
 
     def _episode_frames(self, key: str, j: int) -> np.ndarray | None:
@@ -340,7 +372,7 @@ class LeRobotDataset(torch.utils.data.Dataset):
             return hit
         if not self.cache_video:
             return None
-        h, w, c = (lambda s: (s[1], s[2], s[0]))(self._chw(key))
+        h, w, c = self._hwc(key)
         size = int(self._ends[j] - self._starts[j]) * h * w * c
         if size > self.cache_bytes:
             return None

@@ -25,18 +25,16 @@ def decode_image(cell: dict | None, root: Path, where: str) -> np.ndarray:
     if cell is None:
         raise ValueError(f"{where}: image cell is null")
     data = cell.get("bytes")
+    if data is not None:
+        source = io.BytesIO(data)
+    else:
+        p = cell.get("path")
+        if not p:
+            raise ValueError(f"{where}: image cell has neither bytes nor path")
+        source = Path(p) if Path(p).is_absolute() else root / p
+        if not source.is_file():
+            raise FileNotFoundError(f"{where}: image file {source} not found")
     try:
-        if data is not None:
-            img = Image.open(io.BytesIO(data))
-        else:
-            p = cell.get("path")
-            if not p:
-                raise ValueError(f"{where}: image cell has neither bytes nor path")
-            full = Path(p) if Path(p).is_absolute() else root / p
-            if not full.is_file():
-                raise FileNotFoundError(f"{where}: image file {full} not found")
-            img = Image.open(full)
-        arr = np.asarray(img.convert("RGB"))
+        return np.asarray(Image.open(source).convert("RGB"))
     except (OSError, Image.UnidentifiedImageError) as e:
         raise ValueError(f"{where}: corrupt image ({e})") from e
-    return arr

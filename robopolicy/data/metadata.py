@@ -65,7 +65,7 @@ class DatasetMeta:
                 raise ValueError(f"{where}: missing key {key!r}")
         _check_features(info["features"], where)
         if version == "v3.0":
-            tasks = _load_tasks_v3(root)
+            tasks = _load_tasks_v3(root) if int(info.get("total_tasks", 1)) or info["total_episodes"] else []
             episodes, ep_stats = _load_episodes_v3(root, info)
             stats_path = root / layout.STATS_PATH
             if stats_path.is_file():
@@ -115,11 +115,15 @@ class DatasetMeta:
                     )
         total = sum(int(e["length"]) for e in self.episodes)
         if total != int(self.info["total_frames"]):
-            raise ValueError(f"{where}: total_frames={self.info['total_frames']} but episode lengths sum to {total}")
+            raise ValueError(
+                f"{where}: total_frames={self.info['total_frames']} but episode lengths sum to {total}"
+            )
         for e in self.episodes:
             for t in e.get("tasks") or []:
                 if t not in self.tasks:
-                    raise ValueError(f"{self.root}: episode {e['episode_index']} has task {t!r} missing from the task table")
+                    raise ValueError(
+                        f"{self.root}: episode {e['episode_index']} has task {t!r} missing from the task table"
+                    )
 
     # ------------------------------------------------------------------ accessors
     @property
@@ -160,7 +164,9 @@ class DatasetMeta:
 
     def data_file(self, ep: dict) -> Path:
         if self.version == "v3.0":
-            rel = self.info["data_path"].format(chunk_index=ep["data/chunk_index"], file_index=ep["data/file_index"])
+            rel = self.info["data_path"].format(
+                chunk_index=ep["data/chunk_index"], file_index=ep["data/file_index"]
+            )
         else:
             i = int(ep["episode_index"])
             rel = self.info["data_path"].format(episode_chunk=i // self.chunks_size, episode_index=i)
@@ -169,10 +175,14 @@ class DatasetMeta:
     def video_file(self, ep: dict, key: str) -> Path:
         tpl = self.info.get("video_path")
         if not tpl:
-            raise ValueError(f"{self.root / layout.INFO_PATH}: feature {key!r} is a video but video_path is null")
+            raise ValueError(
+                f"{self.root / layout.INFO_PATH}: feature {key!r} is a video but video_path is null"
+            )
         if self.version == "v3.0":
             rel = tpl.format(
-                video_key=key, chunk_index=ep[f"videos/{key}/chunk_index"], file_index=ep[f"videos/{key}/file_index"]
+                video_key=key,
+                chunk_index=ep[f"videos/{key}/chunk_index"],
+                file_index=ep[f"videos/{key}/file_index"],
             )
         else:
             i = int(ep["episode_index"])
@@ -205,7 +215,8 @@ def _load_tasks_v3(root: Path) -> list[str]:
     text_cols = [
         c
         for c in t.column_names
-        if c != "task_index" and (pa.types.is_string(t.schema.field(c).type) or pa.types.is_large_string(t.schema.field(c).type))
+        if c != "task_index"
+        and (pa.types.is_string(t.schema.field(c).type) or pa.types.is_large_string(t.schema.field(c).type))
     ]
     if not text_cols:
         raise ValueError(f"{path}: no task string column (columns: {t.column_names})")
@@ -228,7 +239,14 @@ def _load_episodes_v3(root: Path, info: dict) -> tuple[list[dict], list[dict[str
         raise FileNotFoundError(f"{root / layout.EPISODES_DIR}: no episode metadata parquet files")
     episodes: list[dict] = []
     ep_stats: list[dict[str, Stats]] = []
-    required = ["episode_index", "length", "data/chunk_index", "data/file_index", "dataset_from_index", "dataset_to_index"]
+    required = [
+        "episode_index",
+        "length",
+        "data/chunk_index",
+        "data/file_index",
+        "dataset_from_index",
+        "dataset_to_index",
+    ]
     for f in files:
         t = read_parquet(f)
         for c in required:
@@ -242,7 +260,7 @@ def _load_episodes_v3(root: Path, info: dict) -> tuple[list[dict], list[dict[str
             episodes.append(row)
             s: dict[str, Stats] = {}
             for c in stat_cols:
-                feat, stat = c[len("stats/"):].rsplit("/", 1)
+                feat, stat = c[len("stats/") :].rsplit("/", 1)
                 if stat_data[c][r] is not None:
                     s.setdefault(feat, {})[stat] = np.asarray(stat_data[c][r])
             ep_stats.append(s)

@@ -20,10 +20,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-import numpy as np
 
 from robopolicy.data import layout
-from robopolicy.data.rollout import ACTION_KEY, IMAGE_PREFIX, EpisodeResult, RolloutSpec, run_episode, suite_tasks
+from robopolicy.data.rollout import IMAGE_PREFIX, EpisodeResult, RolloutSpec, run_episode, suite_tasks
 
 RECORDING_PATH = "meta/robopolicy_recording.json"
 MAX_ATTEMPTS_FACTOR = 3
@@ -53,8 +52,11 @@ def _features(result: EpisodeResult, use_videos: bool) -> dict[str, dict]:
     feats = {}
     for key, arr in result.frames.items():
         if key.startswith(IMAGE_PREFIX):
-            feats[key] = {"dtype": "video" if use_videos else "image", "shape": list(arr.shape[1:]),
-                          "names": ["height", "width", "channels"]}
+            feats[key] = {
+                "dtype": "video" if use_videos else "image",
+                "shape": list(arr.shape[1:]),
+                "names": ["height", "width", "channels"],
+            }
         else:
             feats[key] = {"dtype": "float32", "shape": list(arr.shape[1:]), "names": None}
     return feats
@@ -88,7 +90,11 @@ class _Progress:
                 )
         eps = d.get("episodes", [])
         pending = d.get("pending")
-        if pending is not None and pending["episode_index"] < committed and len(eps) == pending["episode_index"]:
+        if (
+            pending is not None
+            and pending["episode_index"] < committed
+            and len(eps) == pending["episode_index"]
+        ):
             eps.append(pending)  # killed between the writer's commit and our second write
         eps = [e for e in eps if e["episode_index"] < committed]
         if len(eps) != committed:
@@ -100,7 +106,12 @@ class _Progress:
 
     def save(self) -> None:
         layout.write_json(
-            {"config": self.config, "episodes": self.episodes, "pending": self.pending, "next_trial": self.next_trial},
+            {
+                "config": self.config,
+                "episodes": self.episodes,
+                "pending": self.pending,
+                "next_trial": self.next_trial,
+            },
             self.path,
         )
 
@@ -139,24 +150,40 @@ def record_dataset(
     if seed_split not in ("train", "eval"):
         raise ValueError(f"seed_split must be 'train' or 'eval', got {seed_split!r}")
     root = Path(output)
-    spec = RolloutSpec(suite_name, obs, int(image_size), seed_split, stop_on_success, int(post_success_steps), suite_factory)
-    config = {"suite": suite_name, "obs": obs, "image_size": int(image_size), "keep_failed": bool(keep_failed),
-              "seed_split": seed_split, "use_videos": bool(use_videos), "stop_on_success": bool(stop_on_success),
-              "post_success_steps": int(post_success_steps)}
-    writer = LeRobotDatasetWriter.resume(root) if (root / layout.INFO_PATH).exists() else None
+    spec = RolloutSpec(
+        suite_name, obs, int(image_size), seed_split, stop_on_success, int(post_success_steps), suite_factory
+    )
+    config = {
+        "suite": suite_name,
+        "obs": obs,
+        "image_size": int(image_size),
+        "keep_failed": bool(keep_failed),
+        "seed_split": seed_split,
+        "use_videos": bool(use_videos),
+        "stop_on_success": bool(stop_on_success),
+        "post_success_steps": int(post_success_steps),
+    }
+    info_path = root / layout.INFO_PATH
     prog = _Progress(root, config)
-    prog.load(writer.num_episodes if writer else 0)
+    prog.load(int(layout.read_json(info_path)["total_episodes"]) if info_path.exists() else 0)
+    writer = LeRobotDatasetWriter.resume(root) if info_path.exists() else None
 
-    pool = None
-    if num_workers > 0:
-        pool = mp.get_context("spawn").Pool(num_workers)
-        tasks = pool.apply(suite_tasks, (spec,))
-    else:
-        tasks = suite_tasks(spec)
+    pool = mp.get_context("spawn").Pool(num_workers) if num_workers > 0 else None
+    try:
+        tasks = pool.apply(suite_tasks, (spec,)) if pool is not None else suite_tasks(spec)
+    except BaseException:
+        if pool is not None:
+            pool.terminate()
+        if writer is not None:
+            writer.finalize()
+        raise
     need = {t: episodes for t in tasks}
     first = {t: prog.next_trial.get(t, 0) for t in tasks}
     # Attempt budget per call: keep_failed keeps trials 0..episodes-1 whatever their outcome.
-    cap = {t: first[t] + (max(0, episodes - prog.count(t)) * (1 if keep_failed else MAX_ATTEMPTS_FACTOR)) for t in tasks}
+    cap = {
+        t: first[t] + (max(0, episodes - prog.count(t)) * (1 if keep_failed else MAX_ATTEMPTS_FACTOR))
+        for t in tasks
+    }
     next_trial = dict(first)
     inflight = {t: 0 for t in tasks}
     window = max(1, 2 * num_workers)
@@ -179,7 +206,13 @@ def record_dataset(
                 pending.append((t, trial, lambda t=t, trial=trial: run_episode(spec, t, trial)))
 
     already = sum(min(prog.count(t), need[t]) for t in tasks)
-    bar = tqdm(total=episodes * len(tasks), initial=already, desc=f"record {suite_name}", unit="ep", disable=not progress)
+    bar = tqdm(
+        total=episodes * len(tasks),
+        initial=already,
+        desc=f"record {suite_name}",
+        unit="ep",
+        disable=not progress,
+    )
     attempts = failed = new = 0
     try:
         submit()
@@ -193,14 +226,23 @@ def record_dataset(
             if result.success or keep_failed:
                 if writer is None:
                     writer = LeRobotDatasetWriter.create(
-                        root, result.fps, _features(result, use_videos), use_videos=use_videos,
-                        robot_type=suite_name.split("/")[0], **(writer_options or {}),
+                        root,
+                        result.fps,
+                        _features(result, use_videos),
+                        use_videos=use_videos,
+                        robot_type=suite_name.split("/")[0],
+                        **(writer_options or {}),
                     )
                 frames = result.frames
                 for k in range(result.length):
                     writer.add_frame({key: arr[k] for key, arr in frames.items()}, task=result.instruction)
-                entry = {"episode_index": writer.num_episodes, "task": t, "trial": trial, "seed": result.seed,
-                         "success": bool(result.success)}
+                entry = {
+                    "episode_index": writer.num_episodes,
+                    "task": t,
+                    "trial": trial,
+                    "seed": result.seed,
+                    "success": bool(result.success),
+                }
                 prog.pending = entry
                 prog.save()
                 writer.save_episode()

@@ -65,14 +65,19 @@ def vector_stats(x: np.ndarray) -> Stats:
             stats[k] = stats["mean"].copy()
         return stats
     qs = np.array(
-        [_histogram_quantiles(x[:, d], float(stats["min"][d]), float(stats["max"][d])) for d in range(x.shape[1])]
+        [
+            _histogram_quantiles(x[:, d], float(stats["min"][d]), float(stats["max"][d]))
+            for d in range(x.shape[1])
+        ]
     )  # (D, Q)
     for j, k in enumerate(QUANTILE_KEYS):
         stats[k] = qs[:, j].astype(np.float64)
     return stats
 
 
-def sample_frame_indices(n: int, min_samples: int = 100, max_samples: int = 10_000, power: float = 0.75) -> np.ndarray:
+def sample_frame_indices(
+    n: int, min_samples: int = 100, max_samples: int = 10_000, power: float = 0.75
+) -> np.ndarray:
     """Evenly spread frame indices used for image stats: all frames up to 100, then ~n**0.75."""
     lo = min(min_samples, n)
     k = max(lo, min(int(n**power), max_samples))
@@ -109,9 +114,10 @@ def aggregate_stats(stats_list: list[dict[str, Stats]]) -> dict[str, Stats]:
         total = counts.sum(axis=0)
         total_b = total.reshape(total.shape + (1,) * (means.ndim - 1 - total.ndim))
         mean = (means * w).sum(axis=0) / total_b
-        var = ((np.stack([np.asarray(it["std"], dtype=np.float64) for it in items]) ** 2 + (means - mean) ** 2) * w).sum(
-            axis=0
-        ) / total_b
+        var = (
+            (np.stack([np.asarray(it["std"], dtype=np.float64) for it in items]) ** 2 + (means - mean) ** 2)
+            * w
+        ).sum(axis=0) / total_b
         agg: Stats = {
             "min": np.min(np.stack([np.asarray(it["min"], dtype=np.float64) for it in items]), axis=0),
             "max": np.max(np.stack([np.asarray(it["max"], dtype=np.float64) for it in items]), axis=0),

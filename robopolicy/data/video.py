@@ -47,17 +47,24 @@ class VideoEncoding:
                 return name
             except (av.error.FFmpegError, ValueError, av.codec.codec.UnknownCodecError):
                 continue
-        raise ValueError(f"video encoder {self.vcodec!r} (and fallback libx264) not available in this PyAV build")
+        raise ValueError(
+            f"video encoder {self.vcodec!r} (and fallback libx264) not available in this PyAV build"
+        )
+
+    def effective_preset(self, vcodec: str) -> int | str | None:
+        """The preset actually passed to the encoder (SVT-AV1 wants a number, libx264 a name)."""
+        if vcodec == "libx264":
+            return self.preset if isinstance(self.preset, str) else "veryfast"
+        return self.preset
 
     def codec_options(self, vcodec: str) -> dict[str, str]:
         opts = {"g": str(self.g), "crf": str(self.crf)}
-        if vcodec == "libsvtav1":
-            if self.preset is not None:
-                opts["preset"] = str(self.preset)
-            if self.fast_decode:
-                opts["svtav1-params"] = f"fast-decode={self.fast_decode}"
-        elif vcodec == "libx264":
-            opts["preset"] = str(self.preset) if isinstance(self.preset, str) else "veryfast"
+        preset = self.effective_preset(vcodec)
+        if preset is not None:
+            opts["preset"] = str(preset)
+        if vcodec == "libsvtav1" and self.fast_decode:
+            opts["svtav1-params"] = f"fast-decode={self.fast_decode}"
+        if vcodec == "libx264":
             opts["bf"] = "0"  # no B-frames: pts == dts, so remuxing episodes end to end stays simple
         opts.update({k: str(v) for k, v in self.extra_options.items()})
         return opts
@@ -75,7 +82,7 @@ class VideoEncoding:
             "has_audio": False,
             "video.g": self.g,
             "video.crf": self.crf,
-            "video.preset": self.preset,
+            "video.preset": self.effective_preset(vcodec),
             "video.fast_decode": self.fast_decode,
             "video.video_backend": "pyav",
             "video.extra_options": dict(self.extra_options),
@@ -84,6 +91,23 @@ class VideoEncoding:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+    @classmethod
+    def from_info(cls, info: dict) -> "VideoEncoding":
+        """The encoding a dataset's ``features[key]["info"]`` records (defaults for missing keys)."""
+        d = cls()
+        codec = {"av1": "libsvtav1", "h264": "libx264"}.get(
+            info.get("video.codec", "av1"), info.get("video.codec")
+        )
+        return cls(
+            vcodec=codec,
+            pix_fmt=info.get("video.pix_fmt", d.pix_fmt),
+            g=info.get("video.g", d.g),
+            crf=info.get("video.crf", d.crf),
+            preset=info.get("video.preset", d.preset),
+            fast_decode=info.get("video.fast_decode", d.fast_decode),
+            extra_options=dict(info.get("video.extra_options", {})),
+        )
 
 
 def _rate(fps: float) -> Fraction:
@@ -94,7 +118,9 @@ def encode_frames(frames: np.ndarray, path: str | Path, fps: float, encoding: Vi
     """Encode uint8 frames (N, H, W, 3) into a new mp4 at ``path`` (overwritten)."""
     frames = np.asarray(frames)
     if frames.dtype != np.uint8 or frames.ndim != 4 or frames.shape[-1] != 3:
-        raise ValueError(f"{path}: video frames must be uint8 (N, H, W, 3), got {frames.dtype} {frames.shape}")
+        raise ValueError(
+            f"{path}: video frames must be uint8 (N, H, W, 3), got {frames.dtype} {frames.shape}"
+        )
     vcodec = encoding.resolved_codec()
     with av.open(str(path), "w", format="mp4") as out:
         stream = out.add_stream(vcodec, rate=_rate(fps), options=encoding.codec_options(vcodec))
@@ -173,9 +199,7 @@ def remux(inputs: list[tuple[str | Path, float | None]], out_path: str | Path) -
     return starts
 
 
-def decode_at(
-    path: str | Path, timestamps: np.ndarray, tolerance_s: float, seek: bool = True
-) -> np.ndarray:
+def decode_at(path: str | Path, timestamps: np.ndarray, tolerance_s: float, seek: bool = True) -> np.ndarray:
     """uint8 frames (Q, H, W, 3) nearest to each query timestamp (seconds, sorted or not).
 
     Decodes from the keyframe before the first query to the last one. A query farther than
@@ -204,7 +228,9 @@ def decode_at(
     except av.error.FFmpegError as e:
         raise ValueError(f"{path}: error while decoding video ({e})") from e
     if not frames:
-        raise ValueError(f"{path}: no frame decoded in [{lo:.4f}, {hi:.4f}] s (video shorter than its metadata says?)")
+        raise ValueError(
+            f"{path}: no frame decoded in [{lo:.4f}, {hi:.4f}] s (video shorter than its metadata says?)"
+        )
     ft = np.asarray(frame_ts)
     pos = np.clip(np.searchsorted(ft, ts), 1, max(len(ft) - 1, 1))
     left = np.clip(pos - 1, 0, len(ft) - 1)

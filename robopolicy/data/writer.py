@@ -66,7 +66,9 @@ def _arrow_type(ft: dict) -> pa.DataType:
 def _to_arrow(values: np.ndarray, ft: dict) -> pa.Array:
     shape = list(ft["shape"])
     if shape == [1] or ft["dtype"] == "string":
-        return pa.array(values.reshape(len(values)) if ft["dtype"] != "string" else list(values), type=_arrow_type(ft))
+        return pa.array(
+            values.reshape(len(values)) if ft["dtype"] != "string" else list(values), type=_arrow_type(ft)
+        )
     arr: pa.Array = pa.array(np.ascontiguousarray(values).reshape(-1))
     for n in reversed(shape):
         arr = pa.FixedSizeListArray.from_arrays(arr, int(n))
@@ -78,16 +80,37 @@ def _tasks_table(tasks: list[str]) -> pa.Table:
     pandas_meta = {
         "index_columns": ["task"],
         "column_indexes": [
-            {"name": None, "field_name": None, "pandas_type": "unicode", "numpy_type": "object", "metadata": {"encoding": "UTF-8"}}
+            {
+                "name": None,
+                "field_name": None,
+                "pandas_type": "unicode",
+                "numpy_type": "object",
+                "metadata": {"encoding": "UTF-8"},
+            }
         ],
         "columns": [
-            {"name": "task_index", "field_name": "task_index", "pandas_type": "int64", "numpy_type": "int64", "metadata": None},
-            {"name": "task", "field_name": "task", "pandas_type": "unicode", "numpy_type": "object", "metadata": None},
+            {
+                "name": "task_index",
+                "field_name": "task_index",
+                "pandas_type": "int64",
+                "numpy_type": "int64",
+                "metadata": None,
+            },
+            {
+                "name": "task",
+                "field_name": "task",
+                "pandas_type": "unicode",
+                "numpy_type": "object",
+                "metadata": None,
+            },
         ],
         "attributes": {},
         "creator": {"library": "pyarrow", "version": pa.__version__},
     }
-    schema = pa.schema([("task_index", pa.int64()), ("task", pa.string())], metadata={b"pandas": json.dumps(pandas_meta).encode()})
+    schema = pa.schema(
+        [("task_index", pa.int64()), ("task", pa.string())],
+        metadata={b"pandas": json.dumps(pandas_meta).encode()},
+    )
     return pa.table({"task_index": list(range(len(tasks))), "task": tasks}, schema=schema)
 
 
@@ -162,7 +185,9 @@ class LeRobotDatasetWriter:
         full = cls._build_features(features, use_videos, fps, video)
         if (root / layout.INFO_PATH).exists():
             if not resume:
-                raise FileExistsError(f"{root}: a dataset already exists here; pass resume=True to continue it")
+                raise FileExistsError(
+                    f"{root}: a dataset already exists here; pass resume=True to continue it"
+                )
             w = cls.resume(root, video=video)
             w._check_compatible(fps, full)
             return w
@@ -228,12 +253,15 @@ class LeRobotDatasetWriter:
         new = {k: (f["dtype"], list(f["shape"])) for k, f in features.items()}
         if old != new:
             diff = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
-            raise ValueError(f"{self.root}: existing dataset's features differ from the requested ones at {diff}")
+            raise ValueError(
+                f"{self.root}: existing dataset's features differ from the requested ones at {diff}"
+            )
 
     @classmethod
     def resume(cls, root: str | Path, video: VideoEncoding | None = None) -> "LeRobotDatasetWriter":
         """Reopen a v3.0 dataset to append episodes, first discarding what an interrupted
-        ``save_episode`` left behind (see the module docstring)."""
+        ``save_episode`` left behind (see the module docstring). Videos keep the encoding recorded
+        in info.json; a different ``video`` is an error (episodes share mp4 files)."""
         root = Path(root)
         info = layout.read_json(root / layout.INFO_PATH)
         if info.get("codebase_version") != layout.CODEBASE_VERSION:
@@ -241,6 +269,26 @@ class LeRobotDatasetWriter:
                 f"{root / layout.INFO_PATH}: can only append to {layout.CODEBASE_VERSION} datasets, "
                 f"this one is {info.get('codebase_version')!r}"
             )
+        recorded = next(
+            (
+                f["info"]
+                for f in info.get("features", {}).values()
+                if f.get("dtype") == "video" and "info" in f
+            ),
+            None,
+        )
+        if recorded is not None:
+            enc = VideoEncoding.from_info(recorded)
+            if video is not None:
+                h, w = recorded.get("video.height", 1), recorded.get("video.width", 1)
+                asked = video.info(h, w, info["fps"])
+                diff = sorted(k for k in asked if k in recorded and asked[k] != recorded[k])
+                if diff:
+                    raise ValueError(
+                        f"{root / layout.INFO_PATH}: videos were encoded with other settings ({diff}); "
+                        f"resume without a video encoding or with the recorded one"
+                    )
+            video = enc
         w = cls(root, info, video or VideoEncoding())
         w._repair()
         return w
@@ -295,7 +343,11 @@ class LeRobotDatasetWriter:
 
     def _data_schema(self) -> pa.Schema:
         cols = [(k, _arrow_type(f)) for k, f in self.features.items() if f["dtype"] != "video"]
-        hf = {"info": {"features": {k: _hf_feature(f) for k, f in self.features.items() if f["dtype"] != "video"}}}
+        hf = {
+            "info": {
+                "features": {k: _hf_feature(f) for k, f in self.features.items() if f["dtype"] != "video"}
+            }
+        }
         return pa.schema(cols, metadata={b"huggingface": json.dumps(hf).encode()})
 
     # ------------------------------------------------------------------ frames
@@ -345,7 +397,9 @@ class LeRobotDatasetWriter:
                 raise ValueError(f"feature {key!r}: image shape {img.shape}, expected {(h, w, c)} (H, W, C)")
             if img.dtype != np.uint8:
                 if not np.issubdtype(img.dtype, np.floating):
-                    raise ValueError(f"feature {key!r}: images must be uint8 or float in [0, 1], got {img.dtype}")
+                    raise ValueError(
+                        f"feature {key!r}: images must be uint8 or float in [0, 1], got {img.dtype}"
+                    )
                 if img.size and (img.min() < 0 or img.max() > 1):
                     raise ValueError(f"feature {key!r}: float image values must lie in [0, 1]")
                 img = np.round(img * 255).astype(np.uint8)
@@ -390,7 +444,11 @@ class LeRobotDatasetWriter:
             elif ft["dtype"] != "string":
                 ep_stats[key] = vector_stats(ts64 if key == "timestamp" else cols[key].reshape(n, -1))
 
-        row: dict[str, Any] = {"episode_index": ep_index, "tasks": list(dict.fromkeys(self._buffer_tasks)), "length": n}
+        row: dict[str, Any] = {
+            "episode_index": ep_index,
+            "tasks": list(dict.fromkeys(self._buffer_tasks)),
+            "length": n,
+        }
         row.update(self._write_data(cols, n, start))
         for key in self._video_keys:
             row.update(self._write_video(key, cols[key]))
@@ -422,8 +480,10 @@ class LeRobotDatasetWriter:
             if ft["dtype"] == "image":
                 arrays.append(
                     pa.StructArray.from_arrays(
-                        [pa.array([encode_png(img) for img in cols[key]], pa.binary()),
-                         pa.array([f"frame-{i:06d}.png" for i in range(n)], pa.string())],
+                        [
+                            pa.array([encode_png(img) for img in cols[key]], pa.binary()),
+                            pa.array([f"frame-{i:06d}.png" for i in range(n)], pa.string()),
+                        ],
                         fields=list(IMAGE_STRUCT),
                     )
                 )
@@ -436,7 +496,9 @@ class LeRobotDatasetWriter:
             path = self._data_path(self._data_loc)
             frames_in_file = sum(t.num_rows for t in self._data_tables)
             size = _file_mb(path)
-            if frames_in_file and size + size / frames_in_file * n >= float(self.info["data_files_size_in_mb"]):
+            if frames_in_file and size + size / frames_in_file * n >= float(
+                self.info["data_files_size_in_mb"]
+            ):
                 self._data_loc = layout.next_chunk_file(*self._data_loc, self.info["chunks_size"])
                 self._data_tables = []
         self._data_tables.append(table)
@@ -459,7 +521,9 @@ class LeRobotDatasetWriter:
         return self.root / self.info["data_path"].format(chunk_index=loc[0], file_index=loc[1])
 
     def _video_path(self, key: str, loc: tuple[int, int]) -> Path:
-        return self.root / self.info["video_path"].format(video_key=key, chunk_index=loc[0], file_index=loc[1])
+        return self.root / self.info["video_path"].format(
+            video_key=key, chunk_index=loc[0], file_index=loc[1]
+        )
 
     def _write_video(self, key: str, frames: np.ndarray) -> dict:
         tmp_dir = self.root / "videos"
@@ -499,7 +563,9 @@ class LeRobotDatasetWriter:
         else:
             path = self._meta_path(self._meta_loc)
             size = _file_mb(path)
-            if self._meta_rows and size + size / len(self._meta_rows) >= float(self.info["data_files_size_in_mb"]):
+            if self._meta_rows and size + size / len(self._meta_rows) >= float(
+                self.info["data_files_size_in_mb"]
+            ):
                 self._meta_loc = layout.next_chunk_file(*self._meta_loc, self.info["chunks_size"])
                 self._meta_rows = []
         row["meta/episodes/chunk_index"], row["meta/episodes/file_index"] = self._meta_loc
@@ -526,12 +592,16 @@ class LeRobotDatasetWriter:
                 f"{[r['episode_index'] for r in rows][:10]}...; cannot resume"
             )
         if rows and rows[-1]["dataset_to_index"] != n_frames:
-            raise ValueError(f"{root}: meta/info.json total_frames={n_frames} but the last episode ends at {rows[-1]['dataset_to_index']}")
+            raise ValueError(
+                f"{root}: meta/info.json total_frames={n_frames} but the last episode ends at {rows[-1]['dataset_to_index']}"
+            )
         self._rows = rows
         n_tasks = int(info.get("total_tasks", 0))
         if n_tasks:
             t = read_parquet(root / layout.TASKS_PATH)
-            text_col = "task" if "task" in t.column_names else [c for c in t.column_names if c != "task_index"][0]
+            text_col = (
+                "task" if "task" in t.column_names else [c for c in t.column_names if c != "task_index"][0]
+            )
             by_idx = dict(zip(t.column("task_index").to_pylist(), t.column(text_col).to_pylist()))
             self.tasks = [by_idx[i] for i in range(n_tasks)]
             if len(by_idx) != n_tasks or "task" not in t.column_names:
@@ -566,7 +636,11 @@ class LeRobotDatasetWriter:
             self._remove_files_after(root / "videos" / key, loc, ".mp4")
         # Episode metadata: the last file holds exactly the committed rows.
         self._meta_loc = (last["meta/episodes/chunk_index"], last["meta/episodes/file_index"])
-        self._meta_rows = [r for r in rows if (r["meta/episodes/chunk_index"], r["meta/episodes/file_index"]) == self._meta_loc]
+        self._meta_rows = [
+            r
+            for r in rows
+            if (r["meta/episodes/chunk_index"], r["meta/episodes/file_index"]) == self._meta_loc
+        ]
         meta_path = self._meta_path(self._meta_loc)
         if read_parquet(meta_path).num_rows != len(self._meta_rows):
             self._write_parquet([pa.Table.from_pylist(self._meta_rows)], meta_path)

@@ -1,4 +1,5 @@
-"""Where action chunks come from: a local policy (``PolicySource``) or, later, a remote server.
+"""Where action chunks come from: a local policy (``PolicySource``) or a remote policy server
+(``robopolicy.deploy.client.PolicyClient``).
 
 The evaluator and the robot control loop both talk to an ``ActionSource`` and a
 ``ChunkScheduler`` (deploy/scheduler.py), so what is measured in simulation is what runs on the
@@ -13,48 +14,17 @@ control steps whatever the chunk schedule.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 import torch
 
+from robopolicy.deploy.chunk import Chunk
+from robopolicy.deploy.obs_spec import ObsSpec
 from robopolicy.history import ObsHistory
-from robopolicy.types import IMAGE_PREFIX, STATE_KEY, TASK_KEY, PolicyState
+from robopolicy.types import IMAGE_PREFIX, TASK_KEY, PolicyState
 
-
-@dataclass
-class Chunk:
-    """A batch of action sequences with the time they were computed for."""
-
-    actions: np.ndarray
-    """(B, n, A) float32 actions in raw units; action j is meant for time ``t_obs + j * dt``."""
-    t_obs: float
-    """Timestamp (seconds, caller's clock) of the newest observation the chunk was computed from."""
-    dt: float
-    """Control period in seconds between consecutive actions."""
-    latency_s: float = 0.0
-    """Wall-clock seconds the inference took (observation in -> actions out)."""
-    info: dict[str, Any] = field(default_factory=dict)
-    """Diagnostics of the call (e.g. the policy state's info)."""
-
-    def __post_init__(self) -> None:
-        self.actions = np.asarray(self.actions)
-        if self.actions.ndim != 3 or self.actions.shape[1] < 1:
-            raise ValueError(f"Chunk.actions must be (B, n>=1, A), got shape {self.actions.shape}")
-        if not self.dt > 0:
-            raise ValueError(f"Chunk.dt must be > 0 seconds, got {self.dt}")
-
-    @property
-    def n_envs(self) -> int:
-        return self.actions.shape[0]
-
-    def __len__(self) -> int:
-        return self.actions.shape[1]
-
-    def time_of(self, j: int) -> float:
-        """When action ``j`` is meant to be executed."""
-        return self.t_obs + j * self.dt
+__all__ = ["ActionSource", "Chunk", "PolicySource"]
 
 
 @runtime_checkable
@@ -102,14 +72,12 @@ class PolicySource:
         self.dt = float(dt) if dt is not None else 1.0 / float(feats.fps)
         if not self.dt > 0:
             raise ValueError(f"PolicySource: control period must be > 0, got {self.dt}")
-        self.keys: dict[str, tuple[int, ...]] = {}  # raw key -> expected single-frame shape
-        if feats.state_dim is not None:
-            self.keys[STATE_KEY] = (int(feats.state_dim),)
-        for cam, (c, h, w) in feats.cameras.items():
-            self.keys[IMAGE_PREFIX + cam] = (int(h), int(w), int(c))
-        if not self.keys:
-            raise ValueError("PolicySource: the policy's features name neither a state nor a camera")
-        self.use_language = bool(feats.use_language)
+        try:
+            self.spec = ObsSpec.from_features(feats, int(policy.config.n_obs_steps))
+        except ValueError as e:
+            raise ValueError(f"PolicySource: {e}") from None
+        self.keys = self.spec.keys  # raw key -> expected single-frame shape
+        self.use_language = self.spec.use_language
         self.history = ObsHistory(int(policy.config.n_obs_steps), batched=True)
         self.state: PolicyState | None = None
         self.latencies: list[float] = []
@@ -128,9 +96,22 @@ class PolicySource:
         t_obs = time.monotonic() if t_obs is None else float(t_obs)
         start = time.perf_counter()
         self.observe(raw_obs)
+        return self._infer_stacked(self.history.stacked(), task, t_obs, start)
+
+    def infer_window(self, window: dict[str, np.ndarray], task: list[str] | str | None = None,
+                     t_obs: float | None = None) -> Chunk:
+        """Infer from an already stacked window ``key -> (n_envs, n_obs_steps, *frame)`` (checked
+        with ``ObsSpec.check_window``), leaving the history alone: for callers that stack frames
+        themselves, such as the policy server whose clients keep the history on the robot."""
+        t_obs = time.monotonic() if t_obs is None else float(t_obs)
+        start = time.perf_counter()
+        return self._infer_stacked(self.spec.check_window(window, self.n_envs), task, t_obs, start)
+
+    def _infer_stacked(self, stacked: dict[str, np.ndarray], task: list[str] | str | None, t_obs: float,
+                       start: float) -> Chunk:
         if self.state is None:
             self.state = self.policy.init_state(self.n_envs)
-        obs = self._to_policy_obs(self.history.stacked(), task)
+        obs = self._to_policy_obs(stacked, task)
         with torch.inference_mode():
             actions, self.state = self.policy.act(obs, self.state)
             actions = actions.detach().to("cpu", torch.float32).numpy()
@@ -146,21 +127,7 @@ class PolicySource:
     # --- conversions ----------------------------------------------------------------------------
     def _select(self, raw_obs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """The policy's keys of one raw observation, with a leading env dim, checked."""
-        out = {}
-        for key, frame_shape in self.keys.items():
-            if key not in raw_obs:
-                raise ValueError(f"raw observation lacks {key!r}, which the policy was trained on; "
-                                 f"it has {sorted(raw_obs)} (wrong obs mode for the suite?)")
-            v = np.asarray(raw_obs[key])
-            if v.shape == frame_shape:
-                v = v[None]
-            if v.shape[1:] != frame_shape or v.shape[0] != self.n_envs:
-                raise ValueError(f"raw observation {key!r} has shape {v.shape}, expected {frame_shape} "
-                                 f"or ({self.n_envs}, {', '.join(map(str, frame_shape))})")
-            if key.startswith(IMAGE_PREFIX) and v.dtype != np.uint8:
-                raise ValueError(f"raw observation {key!r} is {v.dtype}, expected uint8 HxWx3 pixels")
-            out[key] = v
-        return out
+        return self.spec.select(raw_obs, self.n_envs)
 
     def _to_policy_obs(self, stacked: dict[str, np.ndarray], task: list[str] | str | None) -> dict[str, Any]:
         obs: dict[str, Any] = {}

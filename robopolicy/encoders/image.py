@@ -38,6 +38,15 @@ class EfficientNetLite0(nn.Module):
         self.register_buffer("mean", torch.tensor(_IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(_IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
 
+    def feature_shape(self, height: int, width: int) -> tuple[int, int, int]:
+        """(C, h, w) of the output for an input of this size (measured with one dry run)."""
+        was_training = self.training
+        with torch.no_grad():
+            self.eval()
+            shape = self(torch.zeros(1, 3, height, width)).shape[1:]
+            self.train(was_training)
+        return tuple(shape)  # type: ignore[return-value]
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # The ImageNet weights expect ImageNet-normalized input; images arrive in [0, 1].
         return self.net.extract_features((x - self.mean) / self.std)
@@ -85,11 +94,7 @@ class CameraEncoder(nn.Module):
         self.image_shape = tuple(image_shape)
         self.crop_size = (max(1, round(h * config.crop_ratio)), max(1, round(w * config.crop_ratio)))
         self.backbone = build_backbone(config, c)
-        was_training = self.backbone.training
-        with torch.no_grad():  # the map size depends on the backbone's strides: measure it once
-            self.backbone.eval()
-            _, fc, fh, fw = self.backbone(torch.zeros(1, c, *self.crop_size)).shape
-            self.backbone.train(was_training)
+        fc, fh, fw = self.backbone.feature_shape(*self.crop_size)
         self.feature_map_shape = (fc, fh, fw)
         if (need_keypoints or need_pooled) and fh * fw == 1:
             raise ValueError(

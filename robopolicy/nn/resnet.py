@@ -56,5 +56,12 @@ class ResNet18GN(nn.Module):
             if isinstance(m, nn.Conv2d):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
 
+    def feature_shape(self, height: int, width: int) -> tuple[int, int, int]:
+        """(C, h, w) of the output for an input of this size: five stride-2 stages, each
+        ``n -> (n - 1) // 2 + 1`` with these paddings."""
+        for _ in range(5):
+            height, width = (height - 1) // 2 + 1, (width - 1) // 2 + 1
+        return self.out_channels, height, width
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.layers(self.stem(x))

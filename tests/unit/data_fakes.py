@@ -12,7 +12,11 @@ from gymnasium import spaces
 FEATURES = {
     "observation.state": {"dtype": "float32", "shape": [3], "names": ["x", "y", "z"]},
     "action": {"dtype": "float32", "shape": [2], "names": None},
-    "observation.images.top": {"dtype": "video", "shape": [16, 16, 3], "names": ["height", "width", "channels"]},
+    "observation.images.top": {
+        "dtype": "video",
+        "shape": [16, 16, 3],
+        "names": ["height", "width", "channels"],
+    },
 }
 
 
@@ -54,7 +58,9 @@ class FakeEnv(gym.Env):
     def _obs(self):
         out = {"observation.state": np.array([self.x, self.seed_value % 1000], dtype=np.float32)}
         for c in self.cameras:
-            out[f"observation.images.{c}"] = np.full((self.image_size,) * 2 + (3,), int(self.x * 200) % 256, np.uint8)
+            out[f"observation.images.{c}"] = np.full(
+                (self.image_size,) * 2 + (3,), int(self.x * 200) % 256, np.uint8
+            )
         return out
 
     def reset(self, *, seed=None, options=None):

@@ -8,7 +8,6 @@ import pickle
 import shutil
 from pathlib import Path
 
-import numpy as np
 import pyarrow.parquet as pq
 import pytest
 import torch
@@ -84,7 +83,9 @@ def test_missing_corrupt_and_truncated_video(ds_copy):
     path.write_bytes(blob)
     remux([(path, 2.0)], ds_copy / "cut.mp4")  # keep the first two episodes only
     (ds_copy / "cut.mp4").replace(path)
-    with pytest.raises(ValueError, match=r"file-000.mp4: video is 2.000 s long but episode 2 needs a frame at 2.900 s"):
+    with pytest.raises(
+        ValueError, match=r"file-000.mp4: video is 2.000 s long but episode 2 needs a frame at 2.900 s"
+    ):
         LeRobotDataset(ds_copy)
     ds = LeRobotDataset(ds_copy, check_videos=False)  # then the frame lookup itself reports it
     with pytest.raises(ValueError, match=r"file-000.mp4: no frame"):
@@ -92,15 +93,23 @@ def test_missing_corrupt_and_truncated_video(ds_copy):
 
 
 def test_feature_mismatches(ds_copy):
-    edit_info(ds_copy, lambda i: i["features"].update(extra={"dtype": "float32", "shape": [1], "names": None}))
-    with pytest.raises(ValueError, match=r"file-000.parquet: column\(s\) \['extra'\] declared in meta/info.json are missing"):
+    edit_info(
+        ds_copy, lambda i: i["features"].update(extra={"dtype": "float32", "shape": [1], "names": None})
+    )
+    with pytest.raises(
+        ValueError, match=r"file-000.parquet: column\(s\) \['extra'\] declared in meta/info.json are missing"
+    ):
         LeRobotDataset(ds_copy)
     edit_info(ds_copy, lambda i: i["features"].pop("extra"))
     edit_info(ds_copy, lambda i: i["features"].pop("action"))
     with pytest.raises(ValueError, match=r"file-000.parquet: column\(s\) \['action'\] are not features"):
         LeRobotDataset(ds_copy)
-    edit_info(ds_copy, lambda i: i["features"].update(action={"dtype": "float32", "shape": [5], "names": None}))
-    with pytest.raises(ValueError, match=r"file-000.parquet: column 'action' holds 2 values per row but .* shape \[5\]"):
+    edit_info(
+        ds_copy, lambda i: i["features"].update(action={"dtype": "float32", "shape": [5], "names": None})
+    )
+    with pytest.raises(
+        ValueError, match=r"file-000.parquet: column 'action' holds 2 values per row but .* shape \[5\]"
+    ):
         LeRobotDataset(ds_copy)
 
 
@@ -140,15 +149,26 @@ def test_bad_arguments(clean):
 
 
 def test_windows_pad_at_both_ends(clean):
-    ds = LeRobotDataset(clean, delta_timestamps={"observation.state": [-0.2, -0.1, 0], "action": [0, 0.1, 0.2, 0.3],
-                                                 "observation.images.top": [-0.1, 0]})
+    ds = LeRobotDataset(
+        clean,
+        delta_timestamps={
+            "observation.state": [-0.2, -0.1, 0],
+            "action": [0, 0.1, 0.2, 0.3],
+            "observation.images.top": [-0.1, 0],
+        },
+    )
     item = ds[10]  # episode 1, frame 0
     assert item["observation.state"][:, 0].tolist() == [100, 100, 100]
     assert item["observation.state_is_pad"].tolist() == [True, True, False]
     assert item["observation.images.top"].shape == (2, 3, 16, 16)
     assert item["observation.images.top_is_pad"].tolist() == [True, False]
     last = ds[29]
-    assert last["action"][:, 1].tolist() == [9, 9, 9, 9] and last["action_is_pad"].tolist() == [False, True, True, True]
+    assert last["action"][:, 1].tolist() == [9, 9, 9, 9] and last["action_is_pad"].tolist() == [
+        False,
+        True,
+        True,
+        True,
+    ]
     assert ds[-1]["index"].item() == 29
 
 
@@ -193,3 +213,30 @@ def test_dataloader_workers_return_the_same_values(clean):
     assert torch.equal(b["action"], torch.stack([r["action"] for r in ref]))
     assert torch.equal(b["observation.images.top"], torch.stack([r["observation.images.top"] for r in ref]))
     assert b["task"] == [r["task"] for r in ref]
+
+
+def test_empty_dataset_and_corrupt_png(tmp_path):
+    LeRobotDatasetWriter.create(tmp_path / "empty", 10, FEATURES).finalize()
+    with pytest.raises(ValueError, match="no episodes to load"):
+        LeRobotDataset(tmp_path / "empty")
+    root = tmp_path / "png"
+    with LeRobotDatasetWriter.create(root, 10, FEATURES, use_videos=False) as w:
+        write_episodes(w, range(2), length=4)
+    t = pq.read_table(root / DATA)
+    col = t.column("observation.images.top").combine_chunks()
+    cells = col.to_pylist()
+    cells[5]["bytes"] = cells[5]["bytes"][:40]
+    import pyarrow as pa
+
+    t = t.set_column(
+        t.column_names.index("observation.images.top"),
+        "observation.images.top",
+        pa.array(cells, type=col.type),
+    )
+    pq.write_table(t, root / DATA)
+    ds = LeRobotDataset(root)
+    assert ds[0]["observation.images.top"].shape == (3, 16, 16)
+    with pytest.raises(
+        ValueError, match=r"file-000.parquet column 'observation.images.top' row \d+: corrupt image"
+    ):
+        ds[5]

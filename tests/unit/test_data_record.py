@@ -83,7 +83,9 @@ def test_interrupted_recording_continues_with_the_same_trials(tmp_path, monkeypa
     assert s.new_episodes == 2 and s.episodes == 5
     assert trials(tmp_path / "cut") == trials(tmp_path / "full")
     a, b = LeRobotDataset(tmp_path / "full"), LeRobotDataset(tmp_path / "cut")
-    assert np.array_equal(a._arrays["observation.state"], b._arrays["observation.state"]) and full.frames == len(b)
+    assert np.array_equal(
+        a._arrays["observation.state"], b._arrays["observation.state"]
+    ) and full.frames == len(b)
     # asking again for the same number records nothing; asking for more continues
     assert rec(tmp_path / "cut", episodes=5).attempts == 0
     assert rec(tmp_path / "cut", episodes=6).episodes == 6
@@ -101,7 +103,9 @@ def test_worker_processes_give_the_same_dataset(tmp_path):
     assert a.meta.info == b.meta.info
 
 
-needs_envs = pytest.mark.skipif(importlib.util.find_spec("envs") is None, reason="envs package not importable")
+needs_envs = pytest.mark.skipif(
+    importlib.util.find_spec("envs") is None, reason="envs package not importable"
+)
 
 
 @needs_envs
@@ -117,15 +121,41 @@ def test_pushblock_expert_recording(tmp_path):
 
 @needs_envs
 def test_cli_accepts_suite_names_with_slashes(tmp_path):
-    cmd = [sys.executable, "-m", "robopolicy.cli.record", "env=pushblock", "obs=image", "image_size=32",
-           "episodes=1", f"output={tmp_path / 'ds'}", "num_workers=0", "progress=false"]
-    out = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env={**os.environ, "MUJOCO_GL": "egl"})
+    cmd = [
+        sys.executable,
+        "-m",
+        "robopolicy.cli.record",
+        "env=pushblock",
+        "obs=image",
+        "image_size=32",
+        "episodes=1",
+        f"output={tmp_path / 'ds'}",
+        "num_workers=0",
+        "progress=false",
+    ]
+    out = subprocess.run(
+        cmd, capture_output=True, text=True, timeout=300, env={**os.environ, "MUJOCO_GL": "egl"}
+    )
     assert out.returncode == 0, out.stderr[-2000:]
     assert "1 episodes" in out.stdout
     ds = LeRobotDataset(tmp_path / "ds")
     assert ds.feature_spec().cameras == {"top": (3, 32, 32)}
     assert ds[0]["observation.images.top"].std() > 0  # not a black frame
-    bad = subprocess.run([sys.executable, "-m", "robopolicy.cli.record", "env=metaworld/mt1/no-such-task-v3",
-                          "episodes=1", f"output={tmp_path / 'x'}", "num_workers=0", "progress=false"],
-                         capture_output=True, text=True, timeout=300)
-    assert bad.returncode != 0 and "no-such-task-v3" in bad.stderr  # the override parsed; the suite rejected it
+    bad = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "robopolicy.cli.record",
+            "env=metaworld/mt1/no-such-task-v3",
+            "episodes=1",
+            f"output={tmp_path / 'x'}",
+            "num_workers=0",
+            "progress=false",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert (
+        bad.returncode != 0 and "no-such-task-v3" in bad.stderr
+    )  # the override parsed; the suite rejected it

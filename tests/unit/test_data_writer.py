@@ -17,7 +17,9 @@ from data_fakes import FEATURES, frame, write_episodes
 from robopolicy.data import LeRobotDataset, LeRobotDatasetWriter
 from robopolicy.data.writer import _LOCK_NAME
 
-FIXTURE = (Path(__file__).parents[2] / ".." / "shared" / "fixtures" / "lerobot" / "v30_video_lerobot061").resolve()
+FIXTURE = (
+    Path(__file__).parents[2] / ".." / "shared" / "fixtures" / "lerobot" / "v30_video_lerobot061"
+).resolve()
 FIXTURE_IMG = FIXTURE.parent / "v30_image_lerobot044"
 
 
@@ -27,15 +29,22 @@ def fixture_like(root: Path, use_videos: bool) -> Path:
     feats = {
         "observation.state": {"dtype": "float32", "shape": [4], "names": ["j0", "j1", "j2", "j3"]},
         "action": {"dtype": "float32", "shape": [2], "names": ["a0", "a1"]},
-        "observation.images.cam": {"dtype": "video", "shape": [32, 32, 3], "names": ["height", "width", "channels"]},
+        "observation.images.cam": {
+            "dtype": "video",
+            "shape": [32, 32, 3],
+            "names": ["height", "width", "channels"],
+        },
     }
     with LeRobotDatasetWriter.create(root, 10, feats, use_videos=use_videos) as w:
         for ep in range(2):
             for k in range(20):
                 v = ep * 100 + k
                 w.add_frame(
-                    {"observation.state": np.full(4, v, np.float32), "action": np.array([v, -k], np.float32),
-                     "observation.images.cam": rng.integers(0, 255, (32, 32, 3), dtype=np.uint8)},
+                    {
+                        "observation.state": np.full(4, v, np.float32),
+                        "action": np.array([v, -k], np.float32),
+                        "observation.images.cam": rng.integers(0, 255, (32, 32, 3), dtype=np.uint8),
+                    },
                     task=f"task {ep}",
                 )
             w.save_episode()
@@ -54,8 +63,14 @@ def test_metadata_matches_what_lerobot_061_wrote(tmp_path):
     for feat in sa:
         assert sorted(sa[feat]) == sorted(sb[feat])
         for stat in sa[feat]:
-            np.testing.assert_allclose(sb[feat][stat], sa[feat][stat], rtol=1e-5, atol=1e-6, err_msg=f"{feat}/{stat}")
-    for rel in ["meta/episodes/chunk-000/file-000.parquet", "data/chunk-000/file-000.parquet", "meta/tasks.parquet"]:
+            np.testing.assert_allclose(
+                sb[feat][stat], sa[feat][stat], rtol=1e-5, atol=1e-6, err_msg=f"{feat}/{stat}"
+            )
+    for rel in [
+        "meta/episodes/chunk-000/file-000.parquet",
+        "data/chunk-000/file-000.parquet",
+        "meta/tasks.parquet",
+    ]:
         ta, tb = pq.read_table(FIXTURE / rel), pq.read_table(ours / rel)
         assert ta.schema.remove_metadata() == tb.schema.remove_metadata(), rel
     ra = pq.read_table(FIXTURE / "meta/episodes/chunk-000/file-000.parquet").to_pylist()
@@ -84,7 +99,9 @@ def test_png_mode_matches_lerobot_image_layout(tmp_path):
     rng = np.random.default_rng(0)
     px = np.stack([rng.integers(0, 255, (32, 32, 3), dtype=np.uint8) for _ in range(40)])
     for i in (0, 19, 20, 39):  # PNG is lossless
-        np.testing.assert_array_equal(ds[i]["observation.images.cam"].permute(1, 2, 0).numpy(), px[i] / np.float32(255))
+        np.testing.assert_array_equal(
+            ds[i]["observation.images.cam"].permute(1, 2, 0).numpy(), px[i] / np.float32(255)
+        )
 
 
 def test_video_round_trip_values(tmp_path):
@@ -108,8 +125,9 @@ def test_video_round_trip_values(tmp_path):
 
 def test_files_rotate_by_size_and_chunks_roll_over(tmp_path):
     root = tmp_path / "ds"
-    w = LeRobotDatasetWriter.create(root, 10, FEATURES, chunks_size=2, data_files_size_in_mb=0.004,
-                                    video_files_size_in_mb=0.002)
+    w = LeRobotDatasetWriter.create(
+        root, 10, FEATURES, chunks_size=2, data_files_size_in_mb=0.004, video_files_size_in_mb=0.002
+    )
     write_episodes(w, range(5), length=12)
     w.finalize()
     data_files = sorted(p.relative_to(root).as_posix() for p in (root / "data").rglob("*.parquet"))
@@ -150,7 +168,9 @@ def test_interrupted_save_then_resume(tmp_path, monkeypatch, stage):
         monkeypatch.setattr(LeRobotDatasetWriter, "_write_episode_row", boom)
     else:
         real = wmod.layout.write_json
-        monkeypatch.setattr(wmod.layout, "write_json", lambda obj, p: boom() if str(p).endswith("info.json") else real(obj, p))
+        monkeypatch.setattr(
+            wmod.layout, "write_json", lambda obj, p: boom() if str(p).endswith("info.json") else real(obj, p)
+        )
     with pytest.raises(KeyboardInterrupt):
         w.save_episode()
     monkeypatch.undo()
@@ -244,3 +264,26 @@ def test_bad_frames_and_features_are_clear_errors(tmp_path):
     w.finalize()
     with pytest.raises(RuntimeError, match="finalized"):
         w.add_frame(good, task="t")
+
+
+def test_h264_videos_round_trip_and_resume_keeps_the_encoding(tmp_path):
+    from robopolicy.data import VideoEncoding
+
+    root = tmp_path / "ds"
+    with LeRobotDatasetWriter.create(root, 10, FEATURES, video=VideoEncoding(vcodec="libx264", crf=18)) as w:
+        write_episodes(w, range(2))
+    info = json.loads((root / "meta/info.json").read_text())["features"]["observation.images.top"]["info"]
+    assert (info["video.codec"], info["video.preset"], info["video.crf"]) == ("h264", "veryfast", 18)
+    with pytest.raises(ValueError, match="other settings"):
+        LeRobotDatasetWriter.resume(root, video=VideoEncoding())  # AV1 frames cannot join an H.264 file
+    with LeRobotDatasetWriter.resume(root) as w:
+        assert w.video.vcodec == "libx264" and w.video.crf == 18
+        write_episodes(w, [2])
+    ds = LeRobotDataset(root)
+    import av
+
+    with av.open(str(root / "videos/observation.images.top/chunk-000/file-000.mp4")) as c:
+        assert c.streams.video[0].codec_context.name == "h264" and c.streams.video[0].frames == 36
+    for i in (0, 11, 12, 35):
+        ep, k = divmod(i, 12)
+        assert abs(ds[i]["observation.images.top"].mean().item() * 255 - (ep * 40 + k * 7) % 256) < 2.5

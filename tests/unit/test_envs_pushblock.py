@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import gc
 import pickle
+import warnings
 
 import mujoco
 import numpy as np
 import pytest
+from gymnasium.utils.env_checker import check_env
 from gymnasium.vector import SyncVectorEnv
 
 from envs import IMAGE_PREFIX, STATE_KEY, list_suites, make_suite, trial_seed
@@ -84,6 +86,15 @@ def test_obs_layout_and_spaces(env):
     # initial-state distribution constraints
     assert np.linalg.norm(s[6:8] - s[2:4]) >= pb.MIN_BLOCK_TARGET
     assert np.linalg.norm(s[0:2] - s[2:4]) >= pb.MIN_PUSHER_BLOCK
+
+
+@pytest.mark.parametrize("obs", ["state", "image"])
+def test_passes_gymnasium_env_checker(obs):
+    env = make_suite("pushblock", obs=obs, image_size=32).make_env("pushblock")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # unbounded state box, no registry spec: both intended
+        check_env(env)
+    env.close()
 
 
 def test_reset_determinism(env, suite):

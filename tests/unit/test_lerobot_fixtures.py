@@ -23,7 +23,8 @@ NAMES = [
 DELTA = {"action": [k / 10 for k in range(8)], "observation.state": [-0.1, 0.0]}
 
 pytestmark = pytest.mark.skipif(
-    not FIXTURES.is_dir(), reason=f"lerobot fixtures not found at {FIXTURES} (expected ../shared beside the checkout)"
+    not FIXTURES.is_dir(),
+    reason=f"lerobot fixtures not found at {FIXTURES} (expected ../shared beside the checkout)",
 )
 
 
@@ -60,7 +61,11 @@ def test_exact_state_action_and_tasks(ds):
         assert item["observation.state"].tolist() == [v] * 4
         assert item["action"].tolist() == [v, -frame]
         assert item["task"] == f"task {ep}"
-        assert (item["episode_index"].item(), item["frame_index"].item(), item["index"].item()) == (ep, frame, i)
+        assert (item["episode_index"].item(), item["frame_index"].item(), item["index"].item()) == (
+            ep,
+            frame,
+            i,
+        )
         assert item["task_index"].item() == ep
         assert item["timestamp"].item() == pytest.approx(frame / 10)
 
@@ -121,3 +126,32 @@ def test_episode_subset_keeps_absolute_index(ds):
     item = sub[0]
     assert item["index"].item() == 20 and item["episode_index"].item() == 1 and item["task"] == "task 1"
     assert sub[18]["action"][:, 0].tolist() == [118, 119, 119, 119, 119, 119, 119, 119]
+
+
+def test_image_cells_with_paths_only(tmp_path):
+    """v2-style image columns may hold only a path (relative to the dataset root), no bytes."""
+    import shutil
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    root = Path(shutil.copytree(FIXTURES / "v21_image_lerobot032", tmp_path / "ds"))
+    for ep in (0, 1):
+        path = root / f"data/chunk-000/episode_{ep:06d}.parquet"
+        t = pq.read_table(path)
+        rel = [f"images/observation.images.cam/episode_{ep:06d}/frame_{k:06d}.png" for k in range(t.num_rows)]
+        col = pa.StructArray.from_arrays(
+            [pa.nulls(t.num_rows, pa.binary()), pa.array(rel)], names=["bytes", "path"]
+        )
+        pq.write_table(
+            t.set_column(t.column_names.index("observation.images.cam"), "observation.images.cam", col), path
+        )
+    ds = LeRobotDataset(root)
+    px = drawn_pixels()
+    for i in (0, 19, 20, 39):
+        np.testing.assert_array_equal(
+            ds[i]["observation.images.cam"].permute(1, 2, 0).numpy(), px[i] / np.float32(255)
+        )
+    (root / "images/observation.images.cam/episode_000001/frame_000003.png").unlink()
+    with pytest.raises(FileNotFoundError, match="frame_000003.png not found"):
+        LeRobotDataset(root)[23]

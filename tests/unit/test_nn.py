@@ -86,7 +86,8 @@ def test_unet_state_dict_is_contiguous_for_safetensors():
 
 def test_resnet18_gn_shapes_and_no_batchnorm():
     net = ResNet18GN()
-    assert net(torch.rand(2, 3, 76, 76)).shape == (2, 512, 3, 3)
+    assert net(torch.rand(2, 3, 64, 64)).shape == (2, 512, 2, 2)
+    assert net.feature_shape(76, 76) == (512, 3, 3) and net.feature_shape(58, 33) == (512, 2, 2)
     assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in net.modules())
     assert 11.0e6 < sum(p.numel() for p in net.parameters()) < 11.3e6  # ResNet-18 trunk size
 

@@ -33,8 +33,6 @@ class DiffusionConfig(PolicyConfig):
     """Width of the diffusion-timestep embedding."""
     film_scale: bool = True
     """FiLM predicts a scale and a bias (True) or only a bias."""
-    train_bf16: bool = False
-    """Run the training forward/backward under CPU/GPU bfloat16 autocast (loss in float32)."""
     compile_unet: bool = False
     """torch.compile the UNet for sampling (tens of seconds of compile time on first use)."""
 
