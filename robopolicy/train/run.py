@@ -45,7 +45,7 @@ def run_training(cfg: TrainConfig, policy_name: str, progress: bool = True) -> d
     suite = make_suite(cfg.env, obs=cfg.obs, image_size=cfg.image_size)
     ds_path = ensure_dataset(cfg, suite)
     use_language = cfg.use_language if cfg.use_language is not None else len(suite.tasks) > 1
-    meta_ds = LeRobotDataset(ds_path)
+    meta_ds = LeRobotDataset(ds_path, camera_keys=[])
     features = meta_ds.feature_spec(use_language=use_language)
     if cfg.obs == "state":
         features.cameras = {}
@@ -58,7 +58,7 @@ def run_training(cfg: TrainConfig, policy_name: str, progress: bool = True) -> d
         first = next(iter(features.cameras), None)
         features.cameras = {first: features.cameras[first]} if first else {}
     policy = build_policy(policy_name, cfg.policy, features, meta_ds.meta.stats)
-    dataset = LeRobotDataset(ds_path, delta_timestamps=policy.delta_timestamps())
+    dataset = LeRobotDataset(ds_path, delta_timestamps=policy.delta_timestamps(), camera_keys=features.image_keys)
 
     run_dir = Path(cfg.output_dir) / (cfg.run_name or f"{slug(cfg.env)}_{policy_name}_{cfg.obs}")
     if run_dir.exists() and not cfg.resume and any(run_dir.glob("step_*")):
