@@ -15,6 +15,7 @@ Prints a markdown table and writes it to docs/benchmarks.md (unless ``--no-doc``
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import time
 
@@ -149,13 +150,16 @@ def main() -> None:
     unknown = [n for n in names if n not in LEROBOT]
     if unknown:
         raise SystemExit(f"unknown config(s) {unknown}; choose from {sorted(LEROBOT)}")
+    load_before = os.getloadavg()[0]
     results = {n: bench_config(n, args.reps, args.bf16, args.compile) for n in names}
+    load_after = os.getloadavg()[0]
     body = (
         "Diffusion Policy (robopolicy) vs LeRobot 0.4.4 DiffusionPolicy at the same network sizes "
         "(action dim 4, 2 obs steps, horizon 16, kernel 5, 100 train timesteps; image: +1 camera 84x84, "
         f"ResNet-18-GN, crop 76). Medians of {args.reps} reps (fewer for slow rows), {args.threads} threads. "
         "LeRobot column: shared ANCHORS.md, measured on another 2-core machine of this kind: compare the "
         "ratio, and rerun on a quiet machine.\n\n" + table(results) + "\n\n" + provenance()
+        + f"Load average (1 min) before/after: {load_before:.2f} / {load_after:.2f} (other work on the machine slows every row)\n"
     )
     print(body)
     if not args.no_doc:

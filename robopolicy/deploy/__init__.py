@@ -36,6 +36,7 @@ _EXPORTS = {
     "TimingLog": "timing",
     "InferenceWorker": "worker",
     "ControlLoop": "loop",
+    "LoopConfig": "loop",
     "EpisodeResult": "loop",
 }
 

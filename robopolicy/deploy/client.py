@@ -29,9 +29,11 @@ from robopolicy.deploy.obs_spec import ObsSpec
 from robopolicy.deploy.protocol import PROTOCOL_VERSION, ProtocolError, pack, unpack
 from robopolicy.history import ObsHistory
 
-# websockets >= 15 routes connections through HTTP proxies from the environment; a robot talks to
-# its policy server directly.
-_CONNECT_KW: dict[str, Any] = {"proxy": None} if "proxy" in inspect.signature(connect).parameters else {}
+# websockets >= 15 routes connections through HTTP proxies from the environment (a robot talks to
+# its policy server directly); websockets >= 17 warns unless a plain connection is asked for.
+_PARAMS = inspect.signature(connect).parameters
+_CONNECT_KW: dict[str, Any] = {**({"proxy": None} if "proxy" in _PARAMS else {}),
+                               **({"legacy": True} if "legacy" in _PARAMS else {})}
 
 
 class ServerUnavailable(ConnectionError):

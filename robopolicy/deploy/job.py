@@ -106,18 +106,21 @@ def run_deploy(cfg: DeployJobConfig, progress: bool = True) -> dict[str, Any]:
         warnings.warn(f"deploy: running at {hz:g} Hz a policy trained at {policy_info['fps']:g} fps: its actions "
                       f"are spaced 1/{policy_info['fps']:g} s apart in time and will be executed 1/{hz:g} s apart")
     robot, env = _make_robot(cfg, policy_info, clock)
-    source = make_source(1.0 / hz)
-    scheduler = make_scheduler(cfg.scheduler, **dict(cfg.scheduler_kwargs))
-    loop_cfg = LoopConfig(hz=hz, max_steps=cfg.max_steps, duration_s=cfg.duration_s,
-                          block_on_inference=cfg.block_on_inference, stop_on_success=cfg.stop_on_success)
-    estop = EmergencyStop(cfg.safety.estop_file)
-    out = Path(cfg.output) if cfg.output else default_out(env or slug(cfg.robot))
-    log = TimingLog(hz)
+    source: Any = None
+    loop: Any = None
+    previous_sigint = None
     episodes: list[dict[str, Any]] = []
-    previous_sigint = estop.install_sigint()
-    loop = ControlLoop(robot, source, scheduler, loop_cfg, safety=cfg.safety, clock=clock, estop=estop,
-                       task=cfg.instruction)
+    estop = EmergencyStop(cfg.safety.estop_file)
+    log = TimingLog(hz)
+    out = Path(cfg.output) if cfg.output else default_out(env or slug(cfg.robot))
     try:
+        source = make_source(1.0 / hz)
+        scheduler = make_scheduler(cfg.scheduler, **dict(cfg.scheduler_kwargs))
+        loop_cfg = LoopConfig(hz=hz, max_steps=cfg.max_steps, duration_s=cfg.duration_s,
+                              block_on_inference=cfg.block_on_inference, stop_on_success=cfg.stop_on_success)
+        loop = ControlLoop(robot, source, scheduler, loop_cfg, safety=cfg.safety, clock=clock, estop=estop,
+                           task=cfg.instruction)
+        previous_sigint = estop.install_sigint()
         for i in range(cfg.episodes):
             seed = (robot.suite.trial_seed(robot.task, cfg.trial + i, cfg.seed_split)
                     if cfg.robot == "sim" else None)
@@ -130,9 +133,15 @@ def run_deploy(cfg: DeployJobConfig, progress: bool = True) -> dict[str, Any]:
                       f"{t.get('deadline_misses', 0)} deadline misses, holds {res.safety_stats}", flush=True)
             if res.stop_reason in ("estop", "stale_obs"):
                 break  # a stop is final: no further episodes without the operator
+    except BaseException:
+        if log.ticks:  # what happened up to the failure is what one needs to debug it
+            log.save(out)
+        raise
     finally:
-        signal.signal(signal.SIGINT, previous_sigint)
-        loop.close()
+        if previous_sigint is not None:
+            signal.signal(signal.SIGINT, previous_sigint)
+        if loop is not None:
+            loop.close()
         robot.close()
         if hasattr(source, "close"):
             source.close()

@@ -24,6 +24,7 @@ chunk and time advances only between ticks: exactly the evaluator's ``step * dt`
 from __future__ import annotations
 
 import math
+import sys
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
@@ -50,13 +51,15 @@ class LoopConfig:
     duration_s: Optional[float] = None
     """Seconds (loop clock) before the episode ends; None: no limit."""
     block_on_inference: Optional[bool] = None
-    """Wait within a tick for the chunk it requested (until the tick's deadline); None: yes, unless the scheduler is async (always with a SimClock)."""
+    """Wait in a tick for the chunk it requested (up to its deadline); None: unless async (always with a SimClock)."""
     stop_on_success: bool = True
     """End the episode at the first observation reporting success (the evaluator's rule)."""
     stop_on_done: bool = True
     """End the episode when the robot reports done (a simulator's step limit)."""
     apply_margin: float = 0.1
     """Fraction of the period kept for sending the command after waiting for a chunk."""
+    gil_switch_interval_s: Optional[float] = 0.001
+    """Python's thread switch interval in real time: how long a waking loop may wait for the GIL; None: 5 ms."""
 
     def __post_init__(self) -> None:
         if not self.hz > 0:
@@ -67,6 +70,8 @@ class LoopConfig:
             raise ValueError(f"loop: duration_s must be > 0 or None, got {self.duration_s}")
         if not 0 <= self.apply_margin < 1:
             raise ValueError(f"loop: apply_margin must be in [0, 1), got {self.apply_margin}")
+        if self.gil_switch_interval_s is not None and not self.gil_switch_interval_s > 0:
+            raise ValueError(f"loop: gil_switch_interval_s must be > 0 or None, got {self.gil_switch_interval_s}")
 
 
 @dataclass
@@ -148,6 +153,9 @@ class ControlLoop:
         last_ts: float | None = None
         stale_since: float | None = None
         last_was_hold, done = False, False
+        switch_interval = sys.getswitchinterval()
+        if realtime and cfg.gil_switch_interval_s is not None:
+            sys.setswitchinterval(cfg.gil_switch_interval_s)
         t0 = clock.now()
         try:
             while reason is None:
@@ -221,11 +229,13 @@ class ControlLoop:
                     raise self._fatal
                 k += 1
         finally:
+            sys.setswitchinterval(switch_interval)
             # Leave the robot holding, not executing its last command (unless the episode is over
             # for the robot itself, e.g. a simulator past its step limit).
             if not last_was_hold and not done and steps > 0:
                 self.robot.apply(self.safety.hold("end"))
-        return EpisodeResult(success=success, steps=steps, stop_reason=reason or "error", timing=log.episode(episode).summary(),
+        return EpisodeResult(success=success, steps=steps, stop_reason=reason or "error",
+                             timing=log.episode(episode).summary(),
                              scheduler_stats=dict(getattr(self.scheduler, "stats", {}) or {}),
                              safety_stats=dict(self.safety.stats), inference_errors=self._errors, log=log)
 

@@ -49,7 +49,7 @@ def _default(obj: Any) -> Any:
     if isinstance(obj, np.ndarray):
         if obj.dtype.str not in _ALLOWED_DTYPES:
             raise TypeError(f"cannot send an array of dtype {obj.dtype} (allowed: {sorted(_ALLOWED_DTYPES)})")
-        arr = np.ascontiguousarray(obj)
+        arr = obj if obj.flags.c_contiguous else obj.copy(order="C")  # ascontiguousarray makes 0-d 1-d
         return msgpack.ExtType(NDARRAY_EXT, msgpack.packb([arr.dtype.str, list(arr.shape), arr.tobytes()]))
     if isinstance(obj, np.generic):
         return obj.item()

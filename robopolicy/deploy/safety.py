@@ -135,7 +135,10 @@ class EmergencyStop:
 
     def install_sigint(self) -> Any:
         """Make the first Ctrl-C an emergency stop (a second one interrupts as usual); returns the
-        previous handler (restore it with ``signal.signal(signal.SIGINT, previous)``)."""
+        previous handler (restore it with ``signal.signal(signal.SIGINT, previous)``), or None
+        off the main thread, where Python cannot install signal handlers."""
+        if threading.current_thread() is not threading.main_thread():
+            return None
         previous = signal.getsignal(signal.SIGINT)
 
         def handler(signum: int, frame: Any) -> None:

@@ -62,6 +62,10 @@ class PolicyServer:
         self.dt = float(dt) if dt is not None else 1.0 / float(policy.features.fps)
         self.spec = ObsSpec.from_features(policy.features, int(policy.config.n_obs_steps))
         self.metadata = dict(metadata or {})
+        try:
+            pack(self.hello())
+        except TypeError as e:
+            raise ValueError(f"PolicyServer: metadata must hold plain values (str, numbers, lists, dicts): {e}") from None
         self._lock = threading.Lock()  # one forward pass at a time
         self._started = time.monotonic()
         self.stats = {"clients": 0, "connections": 0, "requests": 0, "errors": 0}

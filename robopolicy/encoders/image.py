@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from robopolicy.encoders.config import EncoderConfig
@@ -111,7 +110,8 @@ class CameraEncoder(nn.Module):
         """-> feature map (B*T, C_f, h, w), keypoints (B, T, 2K) or None, pooled (B, T, F) or None."""
         b, t = images.shape[:2]
         x = crop_images(images, self.crop_size, random=self.training)
-        fmap = self.backbone(x.reshape(b * t, *x.shape[2:]).contiguous(memory_format=torch.channels_last))
+        # Plain NCHW: measured faster than channels-last for this ResNet's fp32 training on CPU.
+        fmap = self.backbone(x.reshape(b * t, *x.shape[2:]).contiguous())
         kp = pooled = None
         if self.keypoints is not None:
             kp = self.keypoints(fmap).reshape(b, t, self.keypoint_dim)

@@ -97,7 +97,10 @@ class ObservationEncoder(nn.Module):
             self.state_token_proj = nn.Linear(state_width, d) if self.state_encoder is not None else None
             self.language_token_proj = nn.Linear(LANGUAGE_DIM, d) if features.use_language else None
             self.step_embed = nn.Parameter(torch.randn(n_obs_steps, d) * 0.02)
-            self.type_embed = nn.Parameter(torch.randn(len(self.cameras) + 2, d) * 0.02)  # cams, state, language
+            # One row per token type present: each camera, then state, then language.
+            types = self.cameras + (["state"] if self.state_encoder is not None else []) + (["language"] if features.use_language else [])
+            self._type_index = {name: i for i, name in enumerate(types)}
+            self.type_embed = nn.Parameter(torch.randn(len(types), d) * 0.02)
 
     # --- helpers -----------------------------------------------------------------------------
     def camera_encoder(self, camera: str) -> CameraEncoder:
@@ -119,7 +122,7 @@ class ObservationEncoder(nn.Module):
         token_parts: list[torch.Tensor] = []  # (B, T, n, D) per-step tokens
         make_tokens = self.token_dim is not None
 
-        for i, cam in enumerate(self.cameras):
+        for cam in self.cameras:
             images = self._get(obs, "observation.images." + cam, 5, tuple(feats.cameras[cam]))
             enc = self.camera_encoder(cam)
             fmap, kp, pooled = enc(images)
@@ -131,13 +134,13 @@ class ObservationEncoder(nn.Module):
                 else:
                     cells = fmap.flatten(2).transpose(1, 2)  # (B*T, h*w, C)
                     tok = (self.camera_token_proj[cam](cells) + self.cell_embed[cam]).unflatten(0, (-1, t))
-                token_parts.append(tok + self.type_embed[i])
+                token_parts.append(tok + self.type_embed[self._type_index[cam]])
 
         if self.state_encoder is not None:
             state = self.state_encoder(self._get(obs, STATE_KEY, 3, (feats.state_dim,)))
             step_parts.append(state)
             if make_tokens:
-                token_parts.append((self.state_token_proj(state) + self.type_embed[len(self.cameras)]).unsqueeze(2))
+                token_parts.append((self.state_token_proj(state) + self.type_embed[self._type_index["state"]]).unsqueeze(2))
 
         language = None
         if feats.use_language:
@@ -159,7 +162,7 @@ class ObservationEncoder(nn.Module):
             x = torch.cat(token_parts, dim=2) + self.step_embed[:, None, :]  # (B, T, n, D)
             x = x.flatten(1, 2)
             if language is not None:
-                lang = self.language_token_proj(language) + self.type_embed[-1]
+                lang = self.language_token_proj(language) + self.type_embed[self._type_index["language"]]
                 x = torch.cat((x, lang.unsqueeze(1)), dim=1)
             mask = torch.ones(x.shape[:2], dtype=torch.bool, device=x.device)
         return Tokens(x=x, mask=mask, pooled=pooled)

@@ -2,3 +2,4 @@
 
 from robopolicy.policies.base import Policy, PolicyConfig  # noqa: F401
 from robopolicy.policies import diffusion  # noqa: F401
+from robopolicy.policies import streaming_diffusion  # noqa: F401

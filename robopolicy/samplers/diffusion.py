@@ -59,11 +59,17 @@ class StepCoefficients:
     t: int
     """diffusers timestep being denoised."""
     sqrt_alpha: float
+    """sqrt(alphas_cumprod[t])."""
     sqrt_one_minus_alpha: float
+    """sqrt(1 - alphas_cumprod[t])."""
     c_x0: float
+    """Weight of the predicted clean sample."""
     c_xt: float
+    """Weight of the current noisy sample (DDPM posterior mean)."""
     c_eps: float
+    """Weight of the predicted noise (DDIM direction)."""
     sigma: float
+    """Standard deviation of the fresh noise added (DDPM, 0 at the last step)."""
 
 
 class DiffusionSampler:

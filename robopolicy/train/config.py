@@ -74,6 +74,8 @@ class TrainConfig:
     """Max gradient norm."""
     ema_decay: float = 0.9999
     """Upper bound of the EMA decay (power-0.75 warmup as in Chi et al.)."""
+    num_threads: Optional[int] = None
+    """torch CPU threads (None = torch's default, one per core; 1 when other jobs share the cores)."""
     num_workers: int = 0
     """DataLoader worker processes (0 = in the training process; best for small state datasets)."""
     log_every: int = 50

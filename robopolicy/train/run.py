@@ -41,6 +41,10 @@ def run_training(cfg: TrainConfig, policy_name: str, progress: bool = True) -> d
     from robopolicy.data import LeRobotDataset
     from robopolicy.eval import evaluate
 
+    if cfg.num_threads:
+        import torch
+
+        torch.set_num_threads(cfg.num_threads)
     seed_everything(cfg.seed)
     suite = make_suite(cfg.env, obs=cfg.obs, image_size=cfg.image_size)
     ds_path = ensure_dataset(cfg, suite)

@@ -64,3 +64,17 @@ def test_bad_inputs_are_named():
         DiffusionConfig(horizon=8, n_obs_steps=2, n_action_steps=8)
     with pytest.raises(ValueError, match="continuous"):
         DiffusionConfig(action_tokenizer=dataclasses.replace(DiffusionConfig().action_tokenizer, kind="discrete"))
+
+
+@pytest.mark.slow
+def test_compiled_unet_samples_like_eager_and_stays_out_of_the_state_dict():
+    policy = _policy().eval()
+    keys = set(policy.state_dict())
+    obs = {"observation.state": torch.rand(2, 2, 3)}
+    torch.manual_seed(0)
+    eager = policy.sample_chunk(obs)
+    policy.config.compile_unet = True
+    torch.manual_seed(0)
+    compiled = policy.sample_chunk(obs)
+    assert torch.allclose(compiled, eager, atol=1e-4)
+    assert set(policy.state_dict()) == keys

@@ -48,6 +48,19 @@ def test_feature_map_tokens_without_pooled():
     assert enc.camera_encoder("front").keypoints is None  # nothing unused is built
 
 
+@pytest.mark.parametrize("image_tokens", ["keypoints", "feature_map"])
+def test_tokens_reach_every_parameter(image_tokens):
+    spec = FeatureSpec(action_dim=2, state_dim=5, cameras={"front": (3, 64, 64)})
+    cfg = EncoderConfig(token_dim=16, image_tokens=image_tokens, use_pooled=False, **SMALL)
+    enc = ObservationEncoder(cfg, spec, T)
+    out = enc(obs(size=64))
+    n_img = 1 if image_tokens == "keypoints" else 4  # 2x2 feature map
+    assert out.x.shape == (2, T * (n_img + 1), 16)
+    (out.x * torch.randn_like(out.x)).sum().backward()
+    missing = [n for n, p in enc.named_parameters() if p.grad is None or p.grad.abs().sum() == 0]
+    assert not missing
+
+
 def test_random_crop_only_in_train_mode():
     spec = FeatureSpec(action_dim=2, state_dim=None, cameras={"front": (3, 64, 64)})
     enc = ObservationEncoder(EncoderConfig(**SMALL), spec, T)
@@ -121,6 +134,8 @@ def test_encoder_with_language(language_ready):
     assert enc.pooled_dim == T * 5 + LANGUAGE_DIM
     assert torch.equal(out.pooled[:, -LANGUAGE_DIM:], embed_instructions(["push the block", "open the drawer"]))
     assert out.x.shape == (2, T + 1, 16)
+    (out.x * torch.randn_like(out.x)).sum().backward()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in enc.parameters())
     with pytest.raises(ValueError, match="no 'task'"):
         enc(obs(cams=()))
 

@@ -51,7 +51,7 @@ class DiffusionPolicy(Policy):
             film_scale=config.film_scale,
         )
         self.sampler = DiffusionSampler(config.noise)
-        self._compiled_unet = None
+        self._compiled: dict[str, Any] = {}  # a plain dict: a compiled module must not join the state_dict
 
     # --- shared pieces -----------------------------------------------------------------------
     def global_cond(self, obs: Obs) -> torch.Tensor:
@@ -61,9 +61,9 @@ class DiffusionPolicy(Policy):
     def _unet_for_sampling(self):
         if not self.config.compile_unet:
             return self.unet
-        if self._compiled_unet is None:
-            self._compiled_unet = torch.compile(self.unet, dynamic=False)
-        return self._compiled_unet
+        if "unet" not in self._compiled:
+            self._compiled["unet"] = torch.compile(self.unet, dynamic=False)
+        return self._compiled["unet"]
 
     # --- training ----------------------------------------------------------------------------
     def loss(self, batch: Batch) -> tuple[torch.Tensor, dict[str, float]]:

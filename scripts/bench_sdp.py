@@ -1,0 +1,135 @@
+"""Streaming Diffusion Policy vs Diffusion Policy under reactive control (re-planning every step).
+
+Every policy is asked for one action per control step (``n_action_steps=1``) at batch 1, with the
+same UNet (down_dims 64-128-256, kernel 5), state observation 39-d, action 4-d, horizon 16, 2 obs
+steps, 100 train timesteps; random weights (latency does not depend on training). Measured in one
+run, interleaved round-robin so that load from other jobs hits every policy alike:
+
+* SDP: ``act`` with the streaming buffer carried in ``PolicyState`` (steady state; the cold-start
+  call that fills the buffer is reported on its own row),
+* Diffusion Policy re-planning a whole chunk every step with DDPM-100 and with DDIM-10.
+
+Reports denoiser evaluations per control step (``state.info["denoiser_evals"]``) and the median
+latency per control step, with ratios. Targets: >= 8x fewer evaluations than DDPM-100 and lower
+latency than DDIM-10. Prints a markdown table and writes it to docs/benchmarks.md (unless --no-doc).
+
+    python scripts/bench_sdp.py                    # ~1 minute on 2 cores
+    python scripts/bench_sdp.py --steps 30 --threads 1 --no-doc
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import numpy as np
+import torch
+
+from robopolicy.benchmarks import provenance, write_section
+from robopolicy.policies.diffusion import DiffusionConfig, DiffusionPolicy
+from robopolicy.policies.streaming_diffusion import SDPConfig, StreamingDiffusionPolicy
+from robopolicy.samplers import NoiseScheduleConfig
+from robopolicy.types import FeatureSpec
+
+STATE_DIM, ACTION_DIM, HORIZON, N_OBS = 39, 4, 16, 2
+
+
+def _stats() -> dict:
+    def entry(n):
+        lo, hi = -np.ones(n, np.float32), np.ones(n, np.float32)
+        return {"min": lo, "max": hi, "mean": lo * 0, "std": hi, "q01": lo, "q99": hi}
+
+    return {"observation.state": entry(STATE_DIM), "action": entry(ACTION_DIM)}
+
+
+def build(kind: str, sdp_steps: int = 1):
+    """kind: sdp | ddpm100 | ddim10 (all reactive: one action per call)."""
+    features = FeatureSpec(action_dim=ACTION_DIM, state_dim=STATE_DIM)
+    common = dict(horizon=HORIZON, n_obs_steps=N_OBS, n_action_steps=1, down_dims=(64, 128, 256), kernel_size=5)
+    torch.manual_seed(0)
+    if kind == "sdp":
+        return StreamingDiffusionPolicy(SDPConfig(**common, steps_per_act=sdp_steps), features, _stats()).eval()
+    sampler, steps = {"ddpm100": ("ddpm", 100), "ddim10": ("ddim", 10)}[kind]
+    cfg = DiffusionConfig(**common, noise=NoiseScheduleConfig(sampler=sampler, num_inference_steps=steps))
+    return DiffusionPolicy(cfg, features, _stats()).eval()
+
+
+def run(n_steps: int, warmup: int, sdp_steps: list[int], seed: int) -> dict[str, dict[str, float]]:
+    names = [f"SDP (steps_per_act={s})" for s in sdp_steps] + ["Diffusion Policy DDPM-100", "Diffusion Policy DDIM-10"]
+    policies = [build("sdp", s) for s in sdp_steps] + [build("ddpm100"), build("ddim10")]
+    gen = torch.Generator().manual_seed(seed)
+    # One observation stream shared by all policies (random states: latency does not depend on them).
+    obs_seq = [{"observation.state": torch.rand(1, N_OBS, STATE_DIM, generator=gen) * 2 - 1} for _ in range(warmup + n_steps)]
+    states = [p.init_state(1) for p in policies]
+    times: list[list[float]] = [[] for _ in policies]
+    evals: list[list[int]] = [[] for _ in policies]
+    cold: list[tuple[float, int]] = []
+    with torch.inference_mode():
+        for i, p in enumerate(policies):  # the first call (SDP cold start) timed on its own
+            t0 = time.perf_counter()
+            _, states[i] = p.act(obs_seq[0], states[i])
+            cold.append((time.perf_counter() - t0, int(states[i].info["denoiser_evals"])))
+        for step, obs in enumerate(obs_seq[1:]):
+            for i, p in enumerate(policies):  # round-robin: shared-CPU noise hits every policy alike
+                t0 = time.perf_counter()
+                _, states[i] = p.act(obs, states[i])
+                dt = time.perf_counter() - t0
+                if step >= warmup - 1:
+                    times[i].append(dt)
+                    evals[i].append(int(states[i].info["denoiser_evals"]))
+    out = {}
+    for name, t, e, (ct, ce) in zip(names, times, evals, cold):
+        out[name] = {"ms": 1e3 * statistics.median(t), "evals": statistics.mean(e), "cold_ms": 1e3 * ct, "cold_evals": ce,
+                     "params": sum(x.numel() for x in policies[names.index(name)].parameters())}
+    return out
+
+
+def table(res: dict[str, dict[str, float]]) -> str:
+    ddpm, ddim = res["Diffusion Policy DDPM-100"], res["Diffusion Policy DDIM-10"]
+    rows = [
+        "| policy | params | denoiser evals / control step | evals vs DDPM-100 | latency / control step (ms, median) "
+        "| latency vs DDIM-10 | first call (evals, ms) |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for name, r in res.items():
+        fewer = ddpm["evals"] / r["evals"]
+        lat = r["ms"] / ddim["ms"]
+        verdict = ""
+        if name.startswith("SDP"):
+            ok = fewer >= 8 and lat < 1
+            verdict = " ok" if ok else " MISSED"
+        rows.append(
+            f"| {name} | {r['params'] / 1e6:.2f} M | {r['evals']:.0f} | {fewer:.1f}x fewer | {r['ms']:.2f} | "
+            f"{lat:.2f}x{verdict} | {r['cold_evals']}, {r['cold_ms']:.1f} |"
+        )
+    return "\n".join(rows)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--steps", type=int, default=100, help="timed control steps per policy (median reported)")
+    ap.add_argument("--warmup", type=int, default=5, help="untimed control steps after the first call")
+    ap.add_argument("--sdp-steps", default="1,2", help="comma list of SDP steps_per_act to measure")
+    ap.add_argument("--threads", type=int, default=2, help="torch CPU threads")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--no-doc", action="store_true", help="print only; do not update docs/benchmarks.md")
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    sdp_steps = [int(s) for s in args.sdp_steps.split(",") if s.strip()]
+    res = run(args.steps, max(1, args.warmup), sdp_steps, args.seed)
+    body = (
+        "Reactive control (one action per control step, re-planned every step) at batch 1: state 39-d, "
+        f"action 4-d, horizon {HORIZON}, {N_OBS} obs steps, the same UNet (64-128-256, kernel 5) and 100 train "
+        f"timesteps for every policy, random weights. Median of {args.steps} control steps after {args.warmup} "
+        f"warm-up steps, policies interleaved, {args.threads} threads. SDP's first call cold-starts its buffer "
+        "(all noise levels); targets: >= 8x fewer denoiser evaluations than DDPM-100, latency below DDIM-10.\n\n"
+        + table(res) + "\n\n" + provenance()
+    )
+    print(body)
+    if not args.no_doc:
+        write_section("Streaming Diffusion Policy: reactive control cost", body)
+
+
+if __name__ == "__main__":
+    main()
