@@ -42,7 +42,7 @@ class TrainConfig:
     """Camera subset for obs=image (None = the suite's first camera)."""
     dataset: Optional[str] = None
     """Dataset folder (LeRobotDataset v3.0); default datasets/<env>_<obs>. Recorded if missing."""
-    episodes: int = 50
+    episodes: int = 100
     """Expert demonstrations per task to record when the dataset is missing or short."""
     use_language: Optional[bool] = None
     """Condition on the task instruction (None = only for multi-task suites)."""
@@ -58,7 +58,7 @@ class TrainConfig:
     """auto | cpu | cuda | cuda:N."""
     precision: str = "fp32"
     """fp32 | bf16 (autocast; on CUDA and on CPUs with AMX/AVX512-BF16)."""
-    steps: int = 3000
+    steps: int = 5000
     """Optimizer steps."""
     max_minutes: Optional[float] = None
     """Stop training after this many minutes (a time budget; checkpoints the stopping step)."""

@@ -1,0 +1,93 @@
+"""Success-rate benchmark: train a policy family on Meta-World tasks (or any suite) with a fixed
+data and time budget, evaluate each on 50 held-out initial states, and write the table into
+docs/benchmarks.md.
+
+    python scripts/bench_success.py --policy diffusion --obs state \
+        --tasks reach-v3 push-v3 pick-place-v3 drawer-open-v3 button-press-topdown-v3 \
+        --steps 8000 --minutes 20 --threads 1
+
+Each task's result is kept in results/<policy>_<obs>/<task>.json, so several invocations (e.g.
+two in parallel, one thread each) fill one table; the table lists every task found there.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from robopolicy.benchmarks import provenance, write_section
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _train_cfg(args, task: str):
+    from hydra import compose, initialize_config_dir
+    from omegaconf import OmegaConf
+
+    from robopolicy.cli.configstore import CONFIG_DIR, register_configs
+
+    register_configs()
+    env = task if "/" in task else f"metaworld/mt1/{task}"
+    overrides = [f"policy={args.policy}", f"env={env}", f"obs={args.obs}", f"episodes={args.episodes}",
+                 f"steps={args.steps}", f"eval.episodes={args.eval_episodes}", "eval.videos=1",
+                 f"run_name=bench_{args.policy}_{args.obs}_{task}", f"save_every={args.steps}",
+                 "log_every=200", *args.overrides]
+    if args.minutes:
+        overrides.append(f"max_minutes={args.minutes}")
+    if args.threads:
+        overrides.append(f"num_threads={args.threads}")
+    if args.resume:
+        overrides.append("resume=true")
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+        cfg = compose("train", overrides=overrides)
+    return OmegaConf.to_object(cfg), overrides
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--policy", default="diffusion")
+    ap.add_argument("--obs", default="state")
+    ap.add_argument("--tasks", nargs="+", required=True, help="Meta-World task names or full suite names")
+    ap.add_argument("--episodes", type=int, default=50, help="demonstrations per task")
+    ap.add_argument("--eval-episodes", type=int, default=50)
+    ap.add_argument("--steps", type=int, default=8000)
+    ap.add_argument("--minutes", type=float, default=None, help="training time budget per task")
+    ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--resume", action="store_true")
+    ap.add_argument("--no-write", action="store_true")
+    ap.add_argument("overrides", nargs="*", help="extra Hydra overrides, e.g. policy.n_action_steps=4")
+    args = ap.parse_args()
+
+    from robopolicy.train.run import run_training
+
+    out_dir = ROOT / "results" / f"{args.policy}_{args.obs}"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for task in args.tasks:
+        cfg, overrides = _train_cfg(args, task)
+        res = run_training(cfg, args.policy)
+        row = {k: res[k] for k in ("success_rate", "ci95", "episodes", "mean_length", "train_steps",
+                                   "train_minutes", "run_dir")}
+        row.update(task=task, overrides=overrides, command=provenance())
+        (out_dir / f"{task}.json").write_text(json.dumps(row, indent=2))
+        print(f"{task}: success {row['success_rate']:.0%} after {row['train_steps']} steps")
+    if args.no_write:
+        return
+    rows = [json.loads(p.read_text()) for p in sorted(out_dir.glob("*.json"))]
+    lines = ["| task | success | 95% CI | eval episodes | mean length | train steps | train minutes |",
+             "|---|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['task']} | {r['success_rate']:.0%} | {r['ci95'][0]:.0%}-{r['ci95'][1]:.0%} | "
+                     f"{r['episodes']} | {r['mean_length']:.0f} | {r['train_steps']} | {r['train_minutes']:.1f} |")
+    if rows:
+        mean = sum(r["success_rate"] for r in rows) / len(rows)
+        lines.append(f"| **mean** | **{mean:.0%}** | | | | | |")
+    body = (f"{args.episodes} expert demonstrations per task (recorded by the scripted experts, train "
+            f"initial states), evaluation on {args.eval_episodes} held-out initial states per task, EMA "
+            f"weights, DDIM-10 sampling where the policy samples by diffusion. Per-task overrides: "
+            f"`{' '.join(rows[0]['overrides']) if rows else ''}`.\n\n" + "\n".join(lines) + "\n\n" + provenance())
+    write_section(f"Success: {args.policy}, {args.obs} observations", body)
+
+
+if __name__ == "__main__":
+    main()
