@@ -151,6 +151,8 @@ def main() -> None:
     if unknown:
         raise SystemExit(f"unknown config(s) {unknown}; choose from {sorted(LEROBOT)}")
     load_before = os.getloadavg()[0]
+    if load_before > 1.0:
+        print(f"warning: load average {load_before:.1f} on {os.cpu_count()} cores: other work will distort these timings")
     results = {n: bench_config(n, args.reps, args.bf16, args.compile) for n in names}
     load_after = os.getloadavg()[0]
     body = (

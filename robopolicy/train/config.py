@@ -58,7 +58,7 @@ class TrainConfig:
     """auto | cpu | cuda | cuda:N."""
     precision: str = "fp32"
     """fp32 | bf16 (autocast; on CUDA and on CPUs with AMX/AVX512-BF16)."""
-    steps: int = 5000
+    steps: int = 6000
     """Optimizer steps."""
     max_minutes: Optional[float] = None
     """Stop training after this many minutes (a time budget; checkpoints the stopping step)."""

@@ -66,6 +66,11 @@ class DiffusionPolicy(Policy):
         return self._compiled["unet"]
 
     # --- training ----------------------------------------------------------------------------
+    def training_timesteps(self, batch_size: int, device: torch.device) -> torch.Tensor:
+        """One diffusion timestep per sample, (B,). Streaming diffusion overrides this with one
+        per action slot, (B, H); the rest of the loss is shared."""
+        return self.sampler.sample_timesteps((batch_size,), device=device)
+
     def loss(self, batch: Batch) -> tuple[torch.Tensor, dict[str, float]]:
         c = self.config
         if ACTION_KEY not in batch:
@@ -78,7 +83,7 @@ class DiffusionPolicy(Policy):
         x0 = self.tokenizer.encode(actions)
         b = x0.shape[0]
         noise = torch.randn_like(x0)
-        t = self.sampler.sample_timesteps((b,), device=x0.device)
+        t = self.training_timesteps(b, x0.device)
         noisy = self.sampler.add_noise(x0, noise, t)
         pred = self.unet(noisy, t, self.global_cond(batch))
         # float32 error even when the trainer runs the network under bf16 autocast

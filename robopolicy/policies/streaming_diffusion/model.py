@@ -28,11 +28,11 @@ from typing import Any
 
 import torch
 
-from robopolicy.policies.diffusion.model import PAD_KEY, DiffusionPolicy
+from robopolicy.policies.diffusion.model import DiffusionPolicy
 from robopolicy.policies.streaming_diffusion.config import SDPConfig
 from robopolicy.registry import register
 from robopolicy.samplers.streaming import StreamingSchedule
-from robopolicy.types import ACTION_KEY, Batch, FeatureSpec, Obs, PolicyState
+from robopolicy.types import FeatureSpec, Obs, PolicyState
 
 BUFFER, LEVELS = "buffer", "levels"
 
@@ -47,27 +47,11 @@ class StreamingDiffusionPolicy(DiffusionPolicy):
         self.stream = StreamingSchedule(self.sampler, config.layout(), config.steps_per_act, config.noise.sampler)
 
     # --- training ----------------------------------------------------------------------------
-    def loss(self, batch: Batch) -> tuple[torch.Tensor, dict[str, float]]:
-        c = self.config
-        if ACTION_KEY not in batch:
-            raise ValueError(f"training batch is missing {ACTION_KEY!r}")
-        actions = batch[ACTION_KEY]
-        if actions.dim() != 3 or actions.shape[1:] != (c.horizon, self.features.action_dim):
-            raise ValueError(
-                f"batch 'action' must have shape (B, {c.horizon}, {self.features.action_dim}), got {tuple(actions.shape)}"
-            )
-        x0 = self.tokenizer.encode(actions)
-        t = self.stream.training_timesteps(x0.shape[0], c.constant_noise_prob, device=x0.device)  # (B, H)
-        noise = torch.randn_like(x0)
-        noisy = self.sampler.add_noise(x0, noise, t)
-        pred = self.unet(noisy, t, self.global_cond(batch))
-        err = (pred.float() - self.sampler.target(x0, noise)) ** 2
-        if PAD_KEY in batch:
-            valid = (~batch[PAD_KEY].to(torch.bool)).unsqueeze(-1).to(err.dtype)
-            loss = (err * valid).sum() / (valid.sum() * err.shape[-1]).clamp_min(1.0)
-        else:
-            loss = err.mean()
-        return loss, {"loss": float(loss.detach())}
+    def training_timesteps(self, batch_size: int, device: torch.device) -> torch.Tensor:
+        """Per-slot timesteps (B, H): the paper's chunk-wise increasing noise bands, or (with
+        probability ``constant_noise_prob``) one level for every slot, so that the network learns
+        both the streaming buffer and the cold start. The loss itself is Diffusion Policy's."""
+        return self.stream.training_timesteps(batch_size, self.config.constant_noise_prob, device=device)
 
     # --- inference ---------------------------------------------------------------------------
     def init_state(self, batch_size: int) -> PolicyState:
