@@ -28,7 +28,9 @@ def _train_cfg(args, task: str):
     from robopolicy.cli.configstore import CONFIG_DIR, register_configs
 
     register_configs()
-    env = task if "/" in task else f"metaworld/mt1/{task}"
+    from envs import list_suites
+
+    env = task if task in list_suites() else f"metaworld/mt1/{task}"
     overrides = [f"policy={args.policy}", f"env={env}", f"obs={args.obs}", f"episodes={args.episodes}",
                  f"steps={args.steps}", f"eval.episodes={args.eval_episodes}", "eval.videos=1",
                  f"run_name=bench_{args.policy}_{args.obs}_{task}", f"save_every={args.steps}",
@@ -48,7 +50,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--policy", default="diffusion")
     ap.add_argument("--obs", default="state")
-    ap.add_argument("--tasks", nargs="+", required=True, help="Meta-World task names or full suite names")
+    ap.add_argument("--tasks", nargs="*", default=[], help="Meta-World task names or full suite names")
+    ap.add_argument("--table-only", action="store_true", help="only rewrite the table from results/")
     ap.add_argument("--episodes", type=int, default=50, help="demonstrations per task")
     ap.add_argument("--eval-episodes", type=int, default=50)
     ap.add_argument("--steps", type=int, default=8000)
@@ -63,7 +66,7 @@ def main() -> None:
 
     out_dir = ROOT / "results" / f"{args.policy}_{args.obs}"
     out_dir.mkdir(parents=True, exist_ok=True)
-    for task in args.tasks:
+    for task in [] if args.table_only else args.tasks:
         cfg, overrides = _train_cfg(args, task)
         res = run_training(cfg, args.policy)
         row = {k: res[k] for k in ("success_rate", "ci95", "episodes", "mean_length", "train_steps",
@@ -82,10 +85,12 @@ def main() -> None:
     if rows:
         mean = sum(r["success_rate"] for r in rows) / len(rows)
         lines.append(f"| **mean** | **{mean:.0%}** | | | | | |")
+    runs = "\n".join(f"- {r['task']}: " + r["command"].strip().replace("  \n", "; ").replace("\n", " ")
+                      for r in rows)
     body = (f"{args.episodes} expert demonstrations per task (recorded by the scripted experts, train "
             f"initial states), evaluation on {args.eval_episodes} held-out initial states per task, EMA "
-            f"weights, DDIM-10 sampling where the policy samples by diffusion. Per-task overrides: "
-            f"`{' '.join(rows[0]['overrides']) if rows else ''}`.\n\n" + "\n".join(lines) + "\n\n" + provenance())
+            f"weights, DDIM-10 sampling where the policy samples by diffusion.\n\n" + "\n".join(lines)
+            + "\n\nEach task's run (command, machine, date):\n\n" + runs + "\n")
     write_section(f"Success: {args.policy}, {args.obs} observations", body)
 
 
