@@ -89,7 +89,8 @@ def main() -> None:
                       for r in rows)
     body = (f"{args.episodes} expert demonstrations per task (recorded by the scripted experts, train "
             f"initial states), evaluation on {args.eval_episodes} held-out initial states per task, EMA "
-            f"weights, DDIM-10 sampling where the policy samples by diffusion.\n\n" + "\n".join(lines)
+            f"weights, each policy's default inference (Diffusion Policy: DDIM-10 chunks of 8 actions; "
+            f"SDP: its streaming buffer, one denoising step and one action per control step).\n\n" + "\n".join(lines)
             + "\n\nEach task's run (command, machine, date):\n\n" + runs + "\n")
     write_section(f"Success: {args.policy}, {args.obs} observations", body)
 
