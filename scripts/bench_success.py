@@ -77,17 +77,18 @@ def main() -> None:
     if args.no_write:
         return
     rows = [json.loads(p.read_text()) for p in sorted(out_dir.glob("*.json"))]
-    lines = ["| task | success | 95% CI | eval episodes | mean length | train steps | train minutes |",
-             "|---|---|---|---|---|---|---|"]
+    lines = ["| task | demos | success | 95% CI | eval episodes | mean length | train steps | train minutes |",
+             "|---|---|---|---|---|---|---|---|"]
     for r in rows:
-        lines.append(f"| {r['task']} | {r['success_rate']:.0%} | {r['ci95'][0]:.0%}-{r['ci95'][1]:.0%} | "
+        demos = next((o.split("=", 1)[1] for o in r["overrides"] if o.startswith("episodes=")), "?")
+        lines.append(f"| {r['task']} | {demos} | {r['success_rate']:.0%} | {r['ci95'][0]:.0%}-{r['ci95'][1]:.0%} | "
                      f"{r['episodes']} | {r['mean_length']:.0f} | {r['train_steps']} | {r['train_minutes']:.1f} |")
     if rows:
         mean = sum(r["success_rate"] for r in rows) / len(rows)
-        lines.append(f"| **mean** | **{mean:.0%}** | | | | | |")
+        lines.append(f"| **mean** | | **{mean:.0%}** | | | | | |")
     runs = "\n".join(f"- {r['task']}: " + r["command"].strip().replace("  \n", "; ").replace("\n", " ")
                       for r in rows)
-    body = (f"{args.episodes} expert demonstrations per task (recorded by the scripted experts, train "
+    body = ("Expert demonstrations per task (column demos; recorded by the scripted experts on train "
             f"initial states), evaluation on {args.eval_episodes} held-out initial states per task, EMA "
             f"weights, each policy's default inference (Diffusion Policy: DDIM-10 chunks of 8 actions; "
             f"SDP: its streaming buffer, one denoising step and one action per control step).\n\n" + "\n".join(lines)
