@@ -32,6 +32,15 @@ from torch import nn
 from robopolicy.nn.embeddings import TimestepEmbedding
 
 
+def _conv_params(dim0: int, dim1: int, kernel_size: int) -> tuple[nn.Parameter, nn.Parameter]:
+    """PyTorch's default Conv1d init (kaiming-uniform weight, uniform bias over 1/sqrt(fan_in)),
+    with the weight stored as (dim0, kernel, dim1) so that the per-call permute is a free view."""
+    w = torch.empty(dim0, dim1, kernel_size)
+    nn.init.kaiming_uniform_(w, a=math.sqrt(5))
+    bound = 1 / math.sqrt(dim1 * kernel_size)
+    return nn.Parameter(w.permute(0, 2, 1).contiguous()), nn.Parameter(torch.empty(dim0).uniform_(-bound, bound))
+
+
 class TemporalConv(nn.Module):
     """A 1-D convolution over the last axis of a channels-last ``(B, C, 1, L)`` tensor, 'same'
     padded. The weight is stored contiguous as (out, kernel, in), which *is* the channels-last
@@ -41,11 +50,7 @@ class TemporalConv(nn.Module):
     def __init__(self, in_ch: int, out_ch: int, kernel_size: int, stride: int = 1):
         super().__init__()
         self.stride, self.padding = (1, stride), (0, kernel_size // 2)
-        w = torch.empty(out_ch, in_ch, kernel_size)
-        nn.init.kaiming_uniform_(w, a=math.sqrt(5))  # nn.Conv1d's default init
-        self.weight = nn.Parameter(w.permute(0, 2, 1).contiguous())
-        bound = 1 / math.sqrt(in_ch * kernel_size)
-        self.bias = nn.Parameter(torch.empty(out_ch).uniform_(-bound, bound))
+        self.weight, self.bias = _conv_params(out_ch, in_ch, kernel_size)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return F.conv2d(x, self.weight.permute(0, 2, 1).unsqueeze(2), self.bias, self.stride, self.padding)
@@ -59,11 +64,7 @@ class TemporalConvTranspose(nn.Module):
     def __init__(self, channels: int, kernel_size: int = 4, stride: int = 2, padding: int = 1):
         super().__init__()
         self.stride, self.padding = (1, stride), (0, padding)
-        w = torch.empty(channels, channels, kernel_size)
-        nn.init.kaiming_uniform_(w, a=math.sqrt(5))  # nn.ConvTranspose1d's default init
-        self.weight = nn.Parameter(w.permute(0, 2, 1).contiguous())
-        bound = 1 / math.sqrt(channels * kernel_size)
-        self.bias = nn.Parameter(torch.empty(channels).uniform_(-bound, bound))
+        self.weight, self.bias = _conv_params(channels, channels, kernel_size)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return F.conv_transpose2d(x, self.weight.permute(0, 2, 1).unsqueeze(2), self.bias, self.stride, self.padding)

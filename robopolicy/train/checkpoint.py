@@ -163,6 +163,4 @@ def load_policy(path: str | Path, use_ema: bool = True, device: str | torch.devi
         raise ValueError(
             f"{step_dir}: weights do not match policy {meta['policy']!r}: missing {missing[:5]}, unexpected {unexpected[:5]}"
         )
-    policy.to(device).eval()
-    policy.checkpoint_step = meta.get("step")
-    return policy
+    return policy.to(device).eval()

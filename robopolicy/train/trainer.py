@@ -10,7 +10,6 @@ CI runs) and on several GPUs (``accelerate launch``).
 from __future__ import annotations
 
 import copy
-import math
 import random
 import time
 from pathlib import Path
@@ -100,7 +99,6 @@ class Trainer:
         self.ema.to(self.accelerator.device)
         self.step = 0
         self.writer = None
-        self.history: list[dict[str, float]] = []
 
     # --- checkpoints ------------------------------------------------------------------------
     def ema_policy(self) -> nn.Module:
@@ -212,7 +210,6 @@ class Trainer:
                            "train/grad_norm": float(grad_norm)}
                 scalars.update({f"train/{k}": float(v) for k, v in info.items()})
                 self._log(scalars)
-                self.history.append({"step": self.step, **scalars})
                 bar.set_postfix(loss=f"{scalars['train/loss']:.4f}", lr=f"{lr:.2e}", its=f"{its:.1f}")
                 last_t, last_step, running = now, self.step, []
             out_of_time = cfg.max_minutes is not None and (time.monotonic() - t_start) > 60 * cfg.max_minutes
@@ -229,5 +226,4 @@ class Trainer:
         bar.close()
         if self.writer is not None:
             self.writer.flush()
-        self.elapsed_s = time.monotonic() - t_start
         return self.ema_policy()
