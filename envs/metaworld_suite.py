@@ -1,5 +1,6 @@
 """Meta-World v3 (metaworld 3.1.1) suites: ``metaworld/mt1/<task>``, ``metaworld/mt10``,
-``metaworld/mt50``, with Meta-World's own scripted experts (``metaworld.policies``).
+``metaworld/mt50``, with Meta-World's own scripted experts (``metaworld.policies``), except for
+the tasks where ours do better (``envs.metaworld_experts``).
 
 Initial states. Meta-World draws each episode's object and goal positions as one "rand vec" from
 the task's ``_random_reset_space`` (with task-specific rejection loops, e.g. goal not too close to
@@ -19,12 +20,14 @@ import warnings
 from typing import Any
 
 import metaworld.env_dict as mw_envs
+import mujoco
 import numpy as np
 from gymnasium import spaces
 from metaworld.policies import ENV_POLICY_MAP
 from metaworld.types import Task
 
 from envs.base import STATE_KEY, SimEnv, Suite
+from envs.metaworld_experts import EXPERTS
 from envs.metaworld_instructions import INSTRUCTIONS
 from envs.render import rotate_180
 
@@ -37,6 +40,12 @@ MAX_EPISODE_STEPS = 500  # Meta-World's max_path_length
 # corner* cameras are defined with their up axis pointing down (a 180 degree roll).
 CAMERA_ORIENT = {name: rotate_180 for name in ("corner", "corner2", "corner3", "corner4")}
 CAMERAS = ["corner", "corner2", "corner3", "corner4", "topview", "gripperPOV", "behindGripper"]
+
+# Perturbation (MetaWorldEnv.perturb). In the reach tasks the puck is a distractor: the goal moves.
+GOAL_PERTURB_TASKS = {"reach-v3", "reach-wall-v3"}
+PERTURB_XY_LOW, PERTURB_XY_HIGH = np.array([-0.35, 0.40]), np.array([0.35, 0.90])  # reachable table
+_OBJECT_MATCH = 0.15     # the object's free body lies this close to its observed position (m)
+_PENETRATION_TOL = 0.002  # extra interpenetration (m) a displaced object may start with
 
 _OBJ = [f"{part}" for obj in ("obj1", "obj2")
         for part in (f"{obj}_x", f"{obj}_y", f"{obj}_z", f"{obj}_qw", f"{obj}_qx", f"{obj}_qy", f"{obj}_qz")]
@@ -120,19 +129,91 @@ class MetaWorldEnv(SimEnv):
     def _sim_close(self) -> None:
         self._env.close()
 
+    def _sim_perturb(self, rng: np.random.Generator, distance: float) -> None:
+        """Move the manipulated object (its free joint) by ``distance`` in the table plane, in a
+        direction drawn from ``rng``; directions that leave the reachable table or push the object
+        into another body are skipped (the next of 16 directions around the drawn one is tried).
+        Reach tasks move the goal instead. Articulated objects (doors, drawers, buttons, ...)
+        cannot be displaced: NotImplementedError."""
+        env, model, data = self._env, self._env.model, self._env.data
+        start = float(rng.uniform(0.0, 2 * np.pi))
+        angles = start + 2 * np.pi / 16 * np.array([0, *[k * sgn for k in range(1, 9) for sgn in (1, -1)]][:16])
+        if self.task_name in GOAL_PERTURB_TASKS:
+            goal = np.array(env._target_pos, dtype=np.float64)
+            for a in angles:
+                xy = goal[:2] + distance * np.array([np.cos(a), np.sin(a)])
+                if np.all(xy >= PERTURB_XY_LOW) and np.all(xy <= PERTURB_XY_HIGH):
+                    break
+            env._target_pos = np.array([*xy, goal[2]])
+            model.site("goal").pos = env._target_pos
+        else:
+            qadr, vadr, geoms = self._object_joint()
+            home = data.qpos[qadr:qadr + 2].copy()
+            base = self._penetration(geoms)
+            best: tuple[float, np.ndarray] | None = None
+            for a in angles:
+                xy = home + distance * np.array([np.cos(a), np.sin(a)])
+                if not (np.all(xy >= PERTURB_XY_LOW) and np.all(xy <= PERTURB_XY_HIGH)):
+                    continue
+                data.qpos[qadr:qadr + 2] = xy
+                mujoco.mj_forward(model, data)
+                excess = self._penetration(geoms) - base
+                if best is None or excess < best[0]:
+                    best = (excess, xy)
+                if excess <= _PENETRATION_TOL:
+                    break
+            if best is None:  # already off the reachable table: move it back toward the centre
+                centre = (PERTURB_XY_LOW + PERTURB_XY_HIGH) / 2
+                best = (0.0, home + distance * (centre - home) / max(np.linalg.norm(centre - home), 1e-9))
+            data.qpos[qadr:qadr + 2] = best[1]
+            data.qvel[vadr:vadr + 6] = 0.0
+        mujoco.mj_forward(model, data)
+        self._last_obs = env._get_obs()  # observation of the displaced state (prev frame = last step)
+
+    def _object_joint(self) -> tuple[int, int, np.ndarray]:
+        """(qpos address, dof address, geom ids) of the free joint of the object in obs[4:7]."""
+        env, model, data = self._env, self._env.model, self._env.data
+        obj = np.asarray(env._get_pos_objects(), dtype=np.float64)[:3]
+        best = None
+        for j in np.flatnonzero(model.jnt_type == mujoco.mjtJoint.mjJNT_FREE):
+            gap = float(np.linalg.norm(data.xpos[model.jnt_bodyid[j]] - obj))
+            if gap < _OBJECT_MATCH and (best is None or gap < best[0]):
+                best = (gap, int(j))
+        if best is None:
+            raise NotImplementedError(f"MetaWorldEnv ({self.task_name!r}): perturb() needs a free object; "
+                                      "this task's object is articulated (hinge/slide joints)")
+        body = model.jnt_bodyid[best[1]]
+        geoms = np.flatnonzero(model.body_rootid[model.geom_bodyid] == body)
+        return int(model.jnt_qposadr[best[1]]), int(model.jnt_dofadr[best[1]]), geoms
+
+    def _penetration(self, geoms: np.ndarray) -> float:
+        """Deepest interpenetration (m) between the given geoms and anything else."""
+        data = self._env.data
+        depth = 0.0
+        for c in data.contact[:data.ncon]:
+            if (c.geom1 in geoms) != (c.geom2 in geoms):
+                depth = max(depth, -float(c.dist))
+        return depth
+
 
 class MetaWorldExpert:
-    """Meta-World's scripted policy for one task, reading ``observation.state``."""
+    """The scripted expert for one task, reading ``observation.state``: our own state machine
+    (``envs.metaworld_experts.EXPERTS``) where Meta-World's shipped policy is below our 95% bar,
+    Meta-World's scripted policy otherwise."""
 
     def __init__(self, task: str):
         _check_task_name(task)
         self.task = task
-        self._policy = ENV_POLICY_MAP[task]()
+        self._ours = EXPERTS[task]() if task in EXPERTS else None
+        self._policy = None if self._ours is not None else ENV_POLICY_MAP[task]()
 
     def reset(self) -> None:
-        pass  # Meta-World's policies are stateless
+        if self._ours is not None:
+            self._ours.reset()  # Meta-World's policies are stateless; ours keep a phase
 
     def act(self, obs: dict[str, np.ndarray]) -> np.ndarray:
+        if self._ours is not None:
+            return self._ours.act(obs)
         state = np.asarray(obs[STATE_KEY], dtype=np.float64)
         if state.shape != (39,):
             raise ValueError(f"{self.task} expert needs a 39-d observation.state, got {state.shape}")

@@ -5,6 +5,7 @@ the "Scripted experts" section of docs/benchmarks.md.
     python scripts/bench_experts.py --episodes 50                    # the lead's run
     python scripts/bench_experts.py --episodes 50 --metaworld mt50   # all 50 Meta-World tasks
     python scripts/bench_experts.py --episodes 4 --no-write          # quick check
+    python scripts/bench_experts.py --families metaworld --tasks soccer-v3 --split train --no-write
 """
 
 from __future__ import annotations
@@ -26,7 +27,9 @@ def jobs_for(args) -> list[tuple[str, str]]:
     if "pushblock" in args.families:
         out.append(("pushblock", "pushblock"))
     if "metaworld" in args.families:
-        if args.metaworld == "five":
+        if args.tasks:
+            out += [(f"metaworld/mt1/{t}", t) for t in args.tasks]
+        elif args.metaworld == "five":
             out += [(f"metaworld/mt1/{t}", t) for t in METAWORLD_FIVE]
         else:
             name = f"metaworld/{args.metaworld}"
@@ -94,6 +97,8 @@ def main() -> None:
     ap.add_argument("--metaworld", choices=["five", "mt10", "mt50"], default="five",
                     help="which Meta-World tasks: reach/push/pick-place/drawer-open/"
                          "button-press-topdown, MT10 or all 50")
+    ap.add_argument("--tasks", nargs="+", default=None,
+                    help="only these Meta-World tasks (overrides --metaworld), e.g. box-close-v3")
     ap.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="worker processes")
     ap.add_argument("--chunk", type=int, default=10, help="episodes per job")
     ap.add_argument("--no-write", action="store_true", help="print only, leave docs/benchmarks.md")
