@@ -144,6 +144,7 @@ class SimEnv(gym.Env):
         self._camera_orient = camera_orient or {}
         self._renderers: dict[int, CameraRenderer] = {}
         self._elapsed = 0
+        self._episode_seed: int | None = None
 
     # --- hooks for the simulator adapters ----------------------------------------------------------
     def _sim_model_data(self) -> tuple[mujoco.MjModel, mujoco.MjData]:
@@ -165,6 +166,11 @@ class SimEnv(gym.Env):
 
     def _sim_close(self) -> None:
         pass
+
+    def _sim_perturb(self, rng: np.random.Generator, distance: float) -> None:
+        """Displace the task's object by ``distance`` (metres) in a direction drawn from ``rng``."""
+        raise NotImplementedError(f"{type(self).__name__} (task {self.task_name!r}) does not implement "
+                                  "perturb(): it has no displaceable object")
 
     # --- shared machinery ------------------------------------------------------------------------------
     def _init_spaces(self, state_dim: int, action_space: spaces.Box) -> None:
@@ -206,7 +212,28 @@ class SimEnv(gym.Env):
         super().reset(seed=seed)  # reseeds self.np_random when a seed is given
         self._sim_reset(self.np_random)
         self._elapsed = 0
+        self._episode_seed = None if seed is None else int(seed)
         return self._obs(), self._info(bool(self._sim_success()))
+
+    PERTURB_DISTANCE = 0.06
+    """Default displacement of ``perturb`` (metres)."""
+    _PERTURB_STREAM = 0x7E57  # separates the perturbation's random stream from the reset's
+
+    def perturb(self, rng: np.random.Generator | None = None,
+                distance: float | None = None) -> dict[str, np.ndarray]:
+        """Displace the task's object once, mid-episode (a recovery test), and return the new
+        observation. ``rng`` None: a generator seeded from this episode's reset seed, so the same
+        trial always gets the same displacement (a vector env can call it without arguments);
+        ``distance`` None: ``PERTURB_DISTANCE``. Raises NotImplementedError for envs without a
+        displaceable object."""
+        if rng is None:
+            rng = (np.random.default_rng([self._episode_seed, self._PERTURB_STREAM])
+                   if self._episode_seed is not None else self.np_random)
+        distance = self.PERTURB_DISTANCE if distance is None else float(distance)
+        if not distance > 0:
+            raise ValueError(f"{self.task_name}: perturb distance must be > 0, got {distance}")
+        self._sim_perturb(rng, distance)
+        return self._obs()
 
     def step(self, action):
         action = np.asarray(action, dtype=np.float32)

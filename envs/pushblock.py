@@ -111,6 +111,33 @@ class PushBlockEnv(SimEnv):
             v[self._vadr["pusher_x"]], v[self._vadr["pusher_y"]],
         ], dtype=np.float32)
 
+    def _sim_perturb(self, rng: np.random.Generator, distance: float) -> None:
+        """Slide the block by ``distance`` in a direction drawn from ``rng``, skipping directions
+        (the next of 16 around the drawn one) that leave the table, hit the pusher, or drop the
+        block on the target (a free success)."""
+        q, a = self.data.qpos, self._qadr
+        block = np.array([q[a["block_x"]], q[a["block_y"]]])
+        pusher = np.array([q[a["pusher_x"]], q[a["pusher_y"]]])
+        target = self.data.mocap_pos[self._target_mocap, :2]
+        limit = PUSHER_RANGE + PUSHER_RADIUS - BLOCK_HALF   # the block stays where the pusher reaches
+        start = float(rng.uniform(0.0, 2 * np.pi))
+        new = None
+        for k in (0, *[k * sgn for k in range(1, 9) for sgn in (1, -1)][:15]):
+            ang = start + k * 2 * np.pi / 16
+            xy = block + distance * np.array([np.cos(ang), np.sin(ang)])
+            if (np.all(np.abs(xy) <= limit) and np.linalg.norm(xy - pusher) > self._CLEARANCE
+                    and np.linalg.norm(xy - target) >= SUCCESS_RADIUS):
+                new = xy
+                break
+        if new is None:  # boxed in: move toward the table centre instead
+            new = block - distance * block / max(float(np.linalg.norm(block)), 1e-9)
+        q[a["block_x"]], q[a["block_y"]] = new
+        self.data.qvel[self.model.jnt_dofadr[self.model.joint("block_x").id]] = 0.0
+        self.data.qvel[self.model.jnt_dofadr[self.model.joint("block_y").id]] = 0.0
+        mujoco.mj_forward(self.model, self.data)
+
+    _CLEARANCE = BLOCK_HALF * np.sqrt(2) + PUSHER_RADIUS + 0.005  # block corner clear of the pusher
+
     def _block_to_target(self) -> float:
         q, a = self.data.qpos, self._qadr
         block = np.array([q[a["block_x"]], q[a["block_y"]]])

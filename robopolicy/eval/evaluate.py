@@ -22,7 +22,7 @@ from robopolicy.deploy.action_source import ActionSource, PolicySource
 from robopolicy.deploy.scheduler import ChunkScheduler, SyncScheduler, make_scheduler
 from robopolicy.eval.report import plot_success, results_markdown, results_table, write_json, write_text
 from robopolicy.eval.rollout import BatchResult, run_batch
-from robopolicy.eval.stats import latency_stats, wilson_interval
+from robopolicy.eval.stats import auroc, latency_stats, wilson_interval
 from robopolicy.eval.video import write_mp4
 from robopolicy.types import IMAGE_PREFIX
 
@@ -51,6 +51,7 @@ def evaluate(
     scheduler_kwargs: dict[str, Any] | None = None,
     latency_steps: int = 0,
     vector: str = "async",
+    perturb_step: int = 0,
 ) -> dict[str, Any]:
     """Roll out ``episodes`` trials per task of a suite and report success.
 
@@ -78,15 +79,22 @@ def evaluate(
         vector: "async" (worker processes started by forkserver: a script calling this needs the
             ``if __name__ == "__main__":`` guard) or "sync" (all envs in this process; faster for
             envs as cheap as state-only pushblock, where process start-up dominates).
+        perturb_step: 0 = no perturbation; else each episode's object is displaced once, after
+            this many env steps (``env.perturb()``: same trial, same displacement). Episode
+            records get ``perturbed`` (the episode was still undecided then).
+
+    A policy whose ``act`` puts ``info["uncertainty"]`` (float or (B,)) in its state gets
+    ``uncertainty_mean`` / ``uncertainty_max`` per episode and, when both successes and failures
+    occur, ``uncertainty["auroc_mean"/"auroc_max"]``: how well they predict failure.
 
     Videos show the first camera's observations (what the policy saw) for image suites, else
     ``env.render()``; when neither gives frames, videos are skipped and ``videos_note`` says why.
 
     Returns the content of ``eval_info.json`` plus ``table`` (markdown) and ``out_dir``.
     """
-    if episodes < 1 or n_envs < 1 or n_videos < 0 or latency_steps < 0:
-        raise ValueError(f"evaluate: need episodes >= 1, n_envs >= 1, n_videos >= 0, latency_steps >= 0; got "
-                         f"{episodes}, {n_envs}, {n_videos}, {latency_steps}")
+    if episodes < 1 or n_envs < 1 or n_videos < 0 or latency_steps < 0 or perturb_step < 0:
+        raise ValueError(f"evaluate: need episodes >= 1, n_envs >= 1, n_videos >= 0, latency_steps >= 0, "
+                         f"perturb_step >= 0; got {episodes}, {n_envs}, {n_videos}, {latency_steps}, {perturb_step}")
     if seed_split not in ("train", "eval"):
         raise ValueError(f"evaluate: seed_split must be 'train' or 'eval', got {seed_split!r}")
     if vector not in ("async", "sync"):
@@ -156,7 +164,7 @@ def evaluate(
                                         int(suite.max_episode_steps(task)), dt,
                                         record=[i for i, t in enumerate(trials) if (task, t) in video_plan],
                                         frame_fn=_frame_fn(vec, video_camera, acc.video_notes),
-                                        latency_steps=latency_steps)
+                                        latency_steps=latency_steps, perturb_step=perturb_step)
                         acc.add(res, task, trials, seeds, n_envs, getattr(sched, "stats", {}), video_dir, suite.fps)
                         bar.update(len(trials))
                         bar.set_postfix(success=f"{acc.successes / len(acc.episodes):.0%}")
@@ -174,6 +182,9 @@ def evaluate(
     result.update({
         "latency": {**latency_stats(acc.latencies), "batch_size": n_envs},
         "latency_steps": latency_steps,
+        "perturb_step": perturb_step,
+        "perturbed_episodes": sum(bool(e.get("perturbed")) for e in acc.episodes),
+        "uncertainty": _uncertainty_summary(acc.episodes),
         "scheduler_stats": acc.sched_stats,
         "solved_at_reset": acc.solved_at_reset,
         "videos": [e["video"] for e in acc.episodes if e["video"]],
@@ -215,6 +226,12 @@ class _Accumulator:
         for i, trial in enumerate(trials):
             ep = {"task": task, "trial": trial, "seed": int(seeds[i]), "success": bool(res.success[i]),
                   "length": int(res.length[i]), "video": None}
+            if res.perturbed is not None:
+                ep["perturbed"] = bool(res.perturbed[i])
+            for key in ("uncertainty_mean", "uncertainty_max"):
+                values = getattr(res, key)
+                if values is not None and np.isfinite(values[i]):
+                    ep[key] = float(values[i])
             if res.frames.get(i):
                 assert video_dir is not None
                 name = f"{slug(task)}_trial{trial:03d}_{'success' if ep['success'] else 'fail'}.mp4"
@@ -310,6 +327,21 @@ def _summarize(eps: list[dict[str, Any]], task_list: list[str], suite: Any, obs:
         "mean_length": float(np.mean([e["length"] for e in eps])),
         "tasks": per_task,
         "per_episode": eps,
+    }
+
+
+def _uncertainty_summary(eps: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """AUROC of the per-episode uncertainty for predicting failure (None: no policy uncertainty;
+    AUROCs None when the episodes are all successes or all failures)."""
+    rows = [e for e in eps if "uncertainty_mean" in e]
+    if not rows:
+        return None
+    failed = [not e["success"] for e in rows]
+    both = 0 < sum(failed) < len(rows)
+    return {
+        "episodes": len(rows),
+        "auroc_mean": auroc([e["uncertainty_mean"] for e in rows], failed) if both else None,
+        "auroc_max": auroc([e["uncertainty_max"] for e in rows], failed) if both else None,
     }
 
 

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 from omegaconf import MISSING, OmegaConf
 
@@ -33,6 +33,10 @@ class EvalJobConfig:
     """auto | cpu | cuda."""
     seed: int = 0
     """Seed for the policy's sampling noise."""
+    perturb_step: int = 0
+    """0 = no perturbation; else displace the object once at this env step (recovery test)."""
+    policy_overrides: dict[str, Any] = field(default_factory=dict)
+    """Policy config fields changed for this evaluation, e.g. ``+policy_overrides.decode_rounds=4``."""
 
 
 def run_eval(cfg: EvalJobConfig, progress: bool = True) -> dict:
@@ -50,11 +54,12 @@ def run_eval(cfg: EvalJobConfig, progress: bool = True) -> dict:
     obs = train_cfg.get("obs", "image" if _has_cameras(step_dir) else "state")
     image_size = int(train_cfg.get("image_size", 84))
     torch.manual_seed(cfg.seed)
-    policy = load_policy(step_dir, use_ema=cfg.use_ema, device=pick_device(cfg.device))
+    policy = load_policy(step_dir, use_ema=cfg.use_ema, device=pick_device(cfg.device),
+                         overrides=dict(cfg.policy_overrides or {}))
     out = Path(cfg.output) if cfg.output else step_dir / f"eval_{slug(env)}"
     return evaluate(policy, env, episodes=cfg.episodes, obs=obs, image_size=image_size, n_envs=cfg.n_envs,
                     scheduler=cfg.scheduler, video_dir=out / "videos" if cfg.videos else None,
-                    n_videos=cfg.videos, out_dir=out, progress=progress)
+                    n_videos=cfg.videos, out_dir=out, progress=progress, perturb_step=cfg.perturb_step)
 
 
 def _has_cameras(step_dir: Path) -> bool:

@@ -32,10 +32,19 @@ def results_markdown(result: dict[str, Any]) -> str:
     kwargs = f" {result['scheduler_kwargs']}" if result["scheduler_kwargs"] else ""
     timing = (f"inference {1000 * lat['mean_s']:.1f} ms mean, {1000 * lat['p95_s']:.1f} ms p95 per batch of "
               f"{result['n_envs']}" if lat.get("calls") else "inference not timed")
+    perturb = ""
+    if result.get("perturb_step"):
+        perturb = (f"; object displaced once at step {result['perturb_step']} "
+                   f"({result.get('perturbed_episodes', 0)} episodes still running then)")
+    unc = result.get("uncertainty") or {}
+    unc_line = ""
+    if unc.get("auroc_mean") is not None:
+        unc_line = (f"\nUncertainty predicts failure: AUROC {unc['auroc_mean']:.3f} (episode mean), "
+                    f"{unc['auroc_max']:.3f} (episode max) over {unc['episodes']} episodes.\n")
     return (f"# Evaluation: {result['suite']}\n\n"
             f"{time.strftime('%Y-%m-%d %H:%M')}; obs {result['obs']}; scheduler {result['scheduler']}{kwargs}; "
             f"{result['n_envs']} envs; {result['seed_split']} initial states; policy seed {result['seed']}; "
-            f"{timing}\n\n{results_table(result)}\n")
+            f"{timing}{perturb}\n\n{results_table(result)}\n{unc_line}")
 
 
 def plot_success(result: dict[str, Any], path: str | Path) -> Path:

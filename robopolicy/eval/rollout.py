@@ -38,6 +38,14 @@ class BatchResult:
     """Vector steps taken (each steps every env)."""
     solved_at_reset: np.ndarray | None = None
     """(B,) bool: the env reported success already in its reset info."""
+    perturbed: np.ndarray | None = None
+    """(B,) bool: the object was displaced while the episode was still undecided (None: no
+    perturbation asked for)."""
+    uncertainty_mean: np.ndarray | None = None
+    """(B,) float: mean of the policy's ``info["uncertainty"]`` over the episode's inference calls
+    (NaN for an env that got none); None when the policy never reported uncertainty."""
+    uncertainty_max: np.ndarray | None = None
+    """(B,) float: the maximum of the same values."""
 
 
 def _info_flag(infos: dict, n: int) -> np.ndarray:
@@ -61,6 +69,7 @@ def run_batch(
     record: Sequence[int] = (),
     frame_fn: FrameFn | None = None,
     latency_steps: int = 0,
+    perturb_step: int = 0,
 ) -> BatchResult:
     """Run one episode in each env of ``vec`` (reset with ``seeds``) until all are decided.
 
@@ -68,6 +77,11 @@ def run_batch(
     observation at step ``t`` reaches the scheduler at step ``t + latency_steps`` while the envs
     keep executing the previous chunk, as on a robot with asynchronous inference; the episode's
     first chunk is waited for (a robot stays still until it has one).
+
+    With ``perturb_step > 0`` every env's object is displaced once, after ``perturb_step`` steps
+    (``env.perturb()``, seeded by the env's reset seed), before the policy sees the observation.
+    A policy that reports ``info["uncertainty"]`` (a float or one value per env) has its mean and
+    max over each episode's undecided calls recorded.
     """
     n = vec.num_envs
     if len(seeds) != n:
@@ -83,6 +97,8 @@ def run_batch(
     solved_at_reset = _info_flag(infos, n)
     frames: dict[int, list[np.ndarray]] = {i: [] for i in record}
     latencies: list[float] = []
+    perturbed = np.zeros(n, dtype=bool) if perturb_step > 0 else None
+    u_sum, u_count, u_max = np.zeros(n), np.zeros(n, dtype=np.int64), np.full(n, -np.inf)
 
     def grab(live: np.ndarray) -> None:
         if not frames or frame_fn is None:
@@ -100,12 +116,23 @@ def run_batch(
     step = 0
     for step in range(max_steps):
         now = step * dt
+        if perturbed is not None and step == perturb_step:
+            # The object jumps; a chunk already planned still plays out, as it would on a robot.
+            outs = vec.call("perturb")
+            obs = {k: np.stack([o[k] for o in outs]) for k in outs[0]}
+            perturbed = ~(success | ended)
         if pending is not None and pending[1] <= step:
             scheduler.push(pending[0], now)
             pending = None
         if pending is None and scheduler.needs_inference(now):
             chunk = source.infer(obs, task=task, t_obs=now)
             latencies.append(chunk.latency_s)
+            if "uncertainty" in chunk.info:
+                u = _per_env(chunk.info["uncertainty"], n)
+                live = ~(success | ended)
+                u_sum[live] += u[live]
+                u_count[live] += 1
+                u_max[live] = np.maximum(u_max[live], u[live])
             if latency_steps == 0 or step == 0:
                 scheduler.push(chunk, now)
             else:
@@ -130,5 +157,24 @@ def run_batch(
         grab(undecided)
         if (success | ended).all():
             break
+    reported = u_count > 0
     return BatchResult(success=success, length=length, frames=frames, latencies=latencies, steps=step + 1,
-                       solved_at_reset=solved_at_reset)
+                       solved_at_reset=solved_at_reset, perturbed=perturbed,
+                       uncertainty_mean=np.where(reported, u_sum / np.maximum(u_count, 1), np.nan)
+                       if reported.any() else None,
+                       uncertainty_max=np.where(reported, u_max, np.nan) if reported.any() else None)
+
+
+def _per_env(value, n: int) -> np.ndarray:
+    """A policy's ``info["uncertainty"]`` (float, or (B,) tensor/array) as (n,) float64."""
+    if hasattr(value, "detach"):
+        value = value.detach().to("cpu").double().numpy()
+    u = np.asarray(value, dtype=np.float64)
+    if u.ndim == 0:
+        u = np.full(n, float(u))
+    if u.shape != (n,):
+        raise ValueError(f"policy info['uncertainty'] must be a float or one value per env, shape ({n},); "
+                         f"got shape {u.shape}")
+    if not np.all(np.isfinite(u)):
+        raise ValueError(f"policy info['uncertainty'] has non-finite values: {u}")
+    return u

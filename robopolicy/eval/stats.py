@@ -1,4 +1,5 @@
-"""Statistics of an evaluation: binomial confidence intervals and latency summaries."""
+"""Statistics of an evaluation: binomial confidence intervals, latency summaries, and the AUROC of
+an uncertainty signal for predicting failure."""
 
 from __future__ import annotations
 
@@ -44,3 +45,34 @@ def latency_stats(latencies_s: Sequence[float]) -> dict[str, float | int]:
         "p95_s": float(np.percentile(steady, 95)),
         "max_s": float(steady.max()),
     }
+
+
+def auroc(scores: Sequence[float], labels: Sequence[bool | int]) -> float:
+    """Area under the ROC curve of ``scores`` for predicting ``labels`` (1/True = positive).
+
+    The rank-sum (Mann-Whitney U) form: the probability that a random positive scores higher
+    than a random negative, ties counting one half. Used with uncertainty as the score and
+    failure as the positive label: 1.0 = uncertainty separates failures perfectly, 0.5 = chance.
+    """
+    s = np.asarray(list(scores), dtype=np.float64)
+    y = np.asarray(list(labels))
+    if s.ndim != 1 or s.shape != y.shape:
+        raise ValueError(f"auroc: need two 1-d sequences of one length, got shapes {s.shape} and {y.shape}")
+    if not np.all(np.isin(y, (0, 1))):
+        raise ValueError(f"auroc: labels must be 0/1 or bool, got values {sorted(set(y.tolist()))}")
+    if not np.all(np.isfinite(s)):
+        raise ValueError("auroc: scores must be finite")
+    y = y.astype(bool)
+    n_pos, n_neg = int(y.sum()), int((~y).sum())
+    if n_pos == 0 or n_neg == 0:
+        raise ValueError(f"auroc: needs both classes, got {n_pos} positives and {n_neg} negatives")
+    # Average ranks (1-based) with ties sharing the mean of the ranks they span.
+    order = np.argsort(s, kind="mergesort")
+    sorted_s = s[order]
+    ranks = np.empty(len(s), dtype=np.float64)
+    starts = np.flatnonzero(np.r_[True, sorted_s[1:] != sorted_s[:-1]])
+    ends = np.r_[starts[1:], len(s)]
+    for a, b in zip(starts, ends):
+        ranks[order[a:b]] = (a + 1 + b) / 2.0
+    u = ranks[y].sum() - n_pos * (n_pos + 1) / 2.0
+    return float(u / (n_pos * n_neg))

@@ -24,6 +24,8 @@ class EvalConfig:
     """Evaluate every N training steps with ``during_episodes`` episodes (0 = only at the end)."""
     during_episodes: int = 10
     """Episodes per task for the periodic evaluation during training."""
+    perturb_step: int = 0
+    """0 = no perturbation; else displace the object once at this env step (recovery test)."""
 
 
 @dataclass

@@ -76,7 +76,8 @@ def run_training(cfg: TrainConfig, policy_name: str, progress: bool = True) -> d
 
     def periodic_eval(p, episodes):
         return evaluate(p, cfg.env, episodes=episodes, obs=cfg.obs, image_size=cfg.image_size,
-                        n_envs=cfg.eval.n_envs, scheduler=cfg.eval.scheduler, progress=False)
+                        n_envs=cfg.eval.n_envs, scheduler=cfg.eval.scheduler, progress=False,
+                        perturb_step=cfg.eval.perturb_step)
 
     trainer = Trainer(policy.to(pick_device(cfg.device)), dataset, cfg, run_dir, train_dict, periodic_eval, progress)
     t0 = time.monotonic()
@@ -86,6 +87,7 @@ def run_training(cfg: TrainConfig, policy_name: str, progress: bool = True) -> d
         ema_policy, cfg.env, episodes=cfg.eval.episodes, obs=cfg.obs, image_size=cfg.image_size,
         n_envs=cfg.eval.n_envs, scheduler=cfg.eval.scheduler, video_dir=run_dir / "videos",
         n_videos=cfg.eval.videos, out_dir=run_dir / f"eval_step_{trainer.step}", progress=progress,
+        perturb_step=cfg.eval.perturb_step,
     )
     result["train_steps"] = trainer.step
     result["train_minutes"] = train_minutes
