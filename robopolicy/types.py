@@ -24,6 +24,7 @@ Batch = dict[str, Any]
 STATE_KEY = "observation.state"
 IMAGE_PREFIX = "observation.images."
 ACTION_KEY = "action"
+ACTION_PAD_KEY = ACTION_KEY + "_is_pad"
 TASK_KEY = "task"
 
 

@@ -8,13 +8,23 @@ returned ``PolicyState``.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import torch
 from torch import nn
 
-from robopolicy.types import Batch, FeatureSpec, Obs, PolicyState
+from robopolicy.types import ACTION_KEY, ACTION_PAD_KEY, Batch, FeatureSpec, Obs, PolicyState
+
+
+def masked_mse(pred: torch.Tensor, target: torch.Tensor, pad: torch.Tensor | None) -> torch.Tensor:
+    """Squared error (B, H, A) averaged over the actions that are not padding (``pad`` (B, H), True
+    = past the episode's end); float32 even when the network ran under bf16 autocast."""
+    err = (pred.float() - target.float()) ** 2
+    if pad is None:
+        return err.mean()
+    valid = (~pad).unsqueeze(-1).to(err.dtype)
+    return (err * valid).sum() / (valid.sum() * err.shape[-1]).clamp_min(1.0)
 
 
 @dataclass
@@ -27,6 +37,14 @@ class PolicyConfig:
     """Length of the predicted action chunk, starting at the oldest observed frame."""
     n_action_steps: int = 8
     """Actions executed from each chunk before the policy is asked again."""
+
+    def __post_init__(self) -> None:
+        if self.n_obs_steps < 1 or self.n_action_steps < 1:
+            raise ValueError("n_obs_steps and n_action_steps must be >= 1")
+        if self.n_obs_steps - 1 + self.n_action_steps > self.horizon:
+            raise ValueError(
+                f"n_obs_steps - 1 + n_action_steps = {self.n_obs_steps - 1 + self.n_action_steps} exceeds horizon {self.horizon}"
+            )
 
 
 class Policy(nn.Module):
@@ -53,6 +71,20 @@ class Policy(nn.Module):
         """obs holds ``n_obs_steps`` stacked frames; returns a chunk ``(B, n_action_steps, A)`` in
         raw action units and the next state."""
         raise NotImplementedError
+
+    def batch_actions(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The training batch's raw action chunk (B, H, A), checked against the config, and its
+        padding mask (B, H) (True = past the episode's end) or None."""
+        c = self.config
+        if ACTION_KEY not in batch:
+            raise ValueError(f"training batch is missing {ACTION_KEY!r}")
+        actions = batch[ACTION_KEY]
+        if actions.dim() != 3 or actions.shape[1:] != (c.horizon, self.features.action_dim):
+            raise ValueError(
+                f"batch 'action' must have shape (B, {c.horizon}, {self.features.action_dim}), got {tuple(actions.shape)}"
+            )
+        pad = batch.get(ACTION_PAD_KEY)
+        return actions, None if pad is None else pad.to(torch.bool)
 
     # --- what the data pipeline needs to know -------------------------------------------------
     def delta_timestamps(self) -> dict[str, list[float]]:

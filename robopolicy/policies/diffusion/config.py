@@ -37,15 +37,10 @@ class DiffusionConfig(PolicyConfig):
     """torch.compile the UNet for sampling (tens of seconds of compile time on first use)."""
 
     def __post_init__(self) -> None:
+        super().__post_init__()  # the shared horizon / obs / action-step checks
         levels = len(self.down_dims)
         if self.horizon % (1 << (levels - 1)):
             raise ValueError(f"horizon {self.horizon} must be divisible by 2**(len(down_dims)-1) = {1 << (levels - 1)}")
-        if self.n_obs_steps < 1 or self.n_action_steps < 1:
-            raise ValueError("n_obs_steps and n_action_steps must be >= 1")
-        if self.n_obs_steps - 1 + self.n_action_steps > self.horizon:
-            raise ValueError(
-                f"n_obs_steps - 1 + n_action_steps = {self.n_obs_steps - 1 + self.n_action_steps} exceeds horizon {self.horizon}"
-            )
         if self.action_tokenizer.kind != "continuous":
             raise ValueError("Diffusion Policy denoises continuous actions: action_tokenizer.kind must be 'continuous'")
         self.down_dims = tuple(self.down_dims)

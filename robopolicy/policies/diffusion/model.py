@@ -19,14 +19,12 @@ import torch
 from robopolicy.encoders import ObservationEncoder
 from robopolicy.nn import ConditionalUnet1D
 from robopolicy.normalize import Normalizer
-from robopolicy.policies.base import Policy
+from robopolicy.policies.base import Policy, masked_mse
 from robopolicy.policies.diffusion.config import DiffusionConfig
 from robopolicy.registry import register
 from robopolicy.samplers import DiffusionSampler, StepCoefficients
 from robopolicy.tokenizers import ActionTokenizer
-from robopolicy.types import ACTION_KEY, Batch, FeatureSpec, Obs, PolicyState
-
-PAD_KEY = ACTION_KEY + "_is_pad"
+from robopolicy.types import Batch, FeatureSpec, Obs, PolicyState
 
 
 @register("policy", "diffusion")
@@ -72,27 +70,14 @@ class DiffusionPolicy(Policy):
         return self.sampler.sample_timesteps((batch_size,), device=device)
 
     def loss(self, batch: Batch) -> tuple[torch.Tensor, dict[str, float]]:
-        c = self.config
-        if ACTION_KEY not in batch:
-            raise ValueError(f"training batch is missing {ACTION_KEY!r}")
-        actions = batch[ACTION_KEY]
-        if actions.dim() != 3 or actions.shape[1:] != (c.horizon, self.features.action_dim):
-            raise ValueError(
-                f"batch 'action' must have shape (B, {c.horizon}, {self.features.action_dim}), got {tuple(actions.shape)}"
-            )
+        actions, pad = self.batch_actions(batch)
         x0 = self.tokenizer.encode(actions)
         b = x0.shape[0]
         noise = torch.randn_like(x0)
         t = self.training_timesteps(b, x0.device)
         noisy = self.sampler.add_noise(x0, noise, t)
         pred = self.unet(noisy, t, self.global_cond(batch))
-        # float32 error even when the trainer runs the network under bf16 autocast
-        err = (pred.float() - self.sampler.target(x0, noise)) ** 2
-        if PAD_KEY in batch:
-            valid = (~batch[PAD_KEY].to(torch.bool)).unsqueeze(-1).to(err.dtype)
-            loss = (err * valid).sum() / (valid.sum() * err.shape[-1]).clamp_min(1.0)
-        else:
-            loss = err.mean()
+        loss = masked_mse(pred, self.sampler.target(x0, noise), pad)
         return loss, {"loss": float(loss.detach())}
 
     # --- inference ---------------------------------------------------------------------------
