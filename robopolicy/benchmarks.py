@@ -8,9 +8,12 @@ import os
 import platform
 import re
 import shlex
+import statistics
 import subprocess
 import sys
+import time
 from pathlib import Path
+from typing import Any, Callable
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "benchmarks.md"
 _HEADER = "# Benchmarks\n\nEvery table below is written by the script named under it; rerun the command to reproduce.\n"
@@ -59,3 +62,21 @@ def write_section(title: str, body: str, doc: Path | None = None) -> Path:
     tmp.write_text(text)
     os.replace(tmp, doc)
     return doc
+
+
+def interleaved_ms(fns: dict[str, Callable[[], Any]], reps: int, warmup: int = 1) -> dict[str, float]:
+    """Median wall time (ms) of each callable over ``reps`` calls after ``warmup`` untimed ones;
+    the callables take turns (round-robin), so load from other jobs hits each of them alike."""
+    times: dict[str, list[float]] = {name: [] for name in fns}
+    for i in range(warmup + reps):
+        for name, fn in fns.items():
+            t0 = time.perf_counter()
+            fn()
+            if i >= warmup:
+                times[name].append(time.perf_counter() - t0)
+    return {name: 1e3 * statistics.median(t) for name, t in times.items()}
+
+
+def median_ms(fn: Callable[[], Any], reps: int, warmup: int) -> float:
+    """Median wall time (ms) of ``fn`` over ``reps`` calls after ``warmup`` untimed ones."""
+    return interleaved_ms({"fn": fn}, reps, warmup)["fn"]

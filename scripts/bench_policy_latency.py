@@ -16,13 +16,12 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import time
 
 import numpy as np
 import torch
 
-from robopolicy.benchmarks import provenance, write_section
+from robopolicy.benchmarks import median_ms, provenance, write_section
 from robopolicy.policies.diffusion import DiffusionConfig, DiffusionPolicy
 from robopolicy.types import FeatureSpec
 
@@ -61,17 +60,6 @@ def batch_for(policy: DiffusionPolicy, b: int, with_actions: bool) -> dict:
         out["action"] = torch.rand(b, c.horizon, ACTION_DIM) * 2 - 1
         out["action_is_pad"] = torch.zeros(b, c.horizon, dtype=torch.bool)
     return out
-
-
-def median_ms(fn, reps: int, warmup: int) -> float:
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(reps):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return 1e3 * statistics.median(times)
 
 
 def bench_config(name: str, reps: int, bf16: bool, compile_unet: bool) -> dict[str, float]:

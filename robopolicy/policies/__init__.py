@@ -3,3 +3,5 @@
 from robopolicy.policies.base import Policy, PolicyConfig  # noqa: F401
 from robopolicy.policies import diffusion  # noqa: F401
 from robopolicy.policies import streaming_diffusion  # noqa: F401
+from robopolicy.policies import discrete_diffusion  # noqa: F401
+from robopolicy.policies import ebt  # noqa: F401
