@@ -7,7 +7,10 @@ docs/benchmarks.md.
         --steps 8000 --minutes 20 --threads 1
 
 Each task's result is kept in results/<policy>_<obs>/<task>.json, so several invocations (e.g.
-two in parallel, one thread each) fill one table; the table lists every task found there.
+two in parallel, one thread each) fill one table; the table lists every task found there. A
+multi-task suite (e.g. ``--tasks metaworld/mt10 --obs image image_size=64``: one policy for all
+its tasks) keeps each task's success from the evaluation summary and fills one table row per task
+plus the suite's average.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ def _train_cfg(args, task: str):
     from hydra import compose, initialize_config_dir
     from omegaconf import OmegaConf
 
+    from robopolicy.cli.common import slug
     from robopolicy.cli.configstore import CONFIG_DIR, register_configs
 
     register_configs()
@@ -33,7 +37,7 @@ def _train_cfg(args, task: str):
     env = task if task in list_suites() else f"metaworld/mt1/{task}"
     overrides = [f"policy={args.policy}", f"env={env}", f"obs={args.obs}", f"episodes={args.episodes}",
                  f"steps={args.steps}", f"eval.episodes={args.eval_episodes}", "eval.videos=1",
-                 f"run_name=bench_{args.policy}_{args.obs}_{task}", f"save_every={args.steps}",
+                 f"run_name=bench_{args.policy}_{args.obs}_{slug(task)}", f"save_every={args.steps}",
                  "log_every=200", *args.overrides]
     if args.minutes:
         overrides.append(f"max_minutes={args.minutes}")
@@ -44,6 +48,25 @@ def _train_cfg(args, task: str):
     with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
         cfg = compose("train", overrides=overrides)
     return OmegaConf.to_object(cfg), overrides
+
+
+def table(rows: list[dict]) -> list[str]:
+    """Markdown table lines: one row per single-task result; for a multi-task suite one row per
+    task (from the evaluation summary) and then the suite's average; a mean over results."""
+    lines = ["| task | demos | success | 95% CI | eval episodes | mean length | train steps | train minutes |",
+             "|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        demos = next((o.split("=", 1)[1] for o in r["overrides"] if o.startswith("episodes=")), "?")
+        for t, tr in r.get("tasks", {}).items():
+            lines.append(f"| {r['task']}: {t} | {demos} | {tr['success_rate']:.0%} | {tr['ci95'][0]:.0%}-{tr['ci95'][1]:.0%} | "
+                         f"{tr['episodes']} | {tr['mean_length']:.0f} | | |")
+        name = f"{r['task']} (average of {len(r['tasks'])} tasks)" if r.get("tasks") else r["task"]
+        lines.append(f"| {name} | {demos} | {r['success_rate']:.0%} | {r['ci95'][0]:.0%}-{r['ci95'][1]:.0%} | "
+                     f"{r['episodes']} | {r['mean_length']:.0f} | {r['train_steps']} | {r['train_minutes']:.1f} |")
+    if rows:
+        mean = sum(r["success_rate"] for r in rows) / len(rows)
+        lines.append(f"| **mean** | | **{mean:.0%}** | | | | | |")
+    return lines
 
 
 def main() -> None:
@@ -62,6 +85,7 @@ def main() -> None:
     ap.add_argument("overrides", nargs="*", help="extra Hydra overrides, e.g. policy.n_action_steps=4")
     args = ap.parse_args()
 
+    from robopolicy.cli.common import slug
     from robopolicy.train.run import run_training
 
     out_dir = ROOT / "results" / f"{args.policy}_{args.obs}"
@@ -71,27 +95,23 @@ def main() -> None:
         res = run_training(cfg, args.policy)
         row = {k: res[k] for k in ("success_rate", "ci95", "episodes", "mean_length", "train_steps",
                                    "train_minutes", "run_dir")}
+        if len(res.get("tasks", {})) > 1:  # a multi-task suite: keep every task's result
+            row["tasks"] = {t: {k: v[k] for k in ("success_rate", "ci95", "episodes", "mean_length")}
+                            for t, v in res["tasks"].items()}
         row.update(task=task, overrides=overrides, command=provenance())
-        (out_dir / f"{task}.json").write_text(json.dumps(row, indent=2))
+        (out_dir / f"{slug(task)}.json").write_text(json.dumps(row, indent=2))
         print(f"{task}: success {row['success_rate']:.0%} after {row['train_steps']} steps")
     if args.no_write:
         return
     rows = [json.loads(p.read_text()) for p in sorted(out_dir.glob("*.json"))]
-    lines = ["| task | demos | success | 95% CI | eval episodes | mean length | train steps | train minutes |",
-             "|---|---|---|---|---|---|---|---|"]
-    for r in rows:
-        demos = next((o.split("=", 1)[1] for o in r["overrides"] if o.startswith("episodes=")), "?")
-        lines.append(f"| {r['task']} | {demos} | {r['success_rate']:.0%} | {r['ci95'][0]:.0%}-{r['ci95'][1]:.0%} | "
-                     f"{r['episodes']} | {r['mean_length']:.0f} | {r['train_steps']} | {r['train_minutes']:.1f} |")
-    if rows:
-        mean = sum(r["success_rate"] for r in rows) / len(rows)
-        lines.append(f"| **mean** | | **{mean:.0%}** | | | | | |")
+    lines = table(rows)
     runs = "\n".join(f"- {r['task']}: " + r["command"].strip().replace("  \n", "; ").replace("\n", " ")
                       for r in rows)
     body = ("Expert demonstrations per task (column demos; recorded by the scripted experts on train "
             f"initial states), evaluation on {args.eval_episodes} held-out initial states per task, EMA "
             f"weights, each policy's default inference (Diffusion Policy: DDIM-10 chunks of 8 actions; "
-            f"SDP: its streaming buffer, one denoising step and one action per control step).\n\n" + "\n".join(lines)
+            f"SDP: its streaming buffer, one denoising step and one action per control step; ddvla: 12 "
+            f"parallel decoding rounds with remasking, chunks of 8 actions).\n\n" + "\n".join(lines)
             + "\n\nEach task's run (command, machine, date):\n\n" + runs + "\n")
     write_section(f"Success: {args.policy}, {args.obs} observations", body)
 

@@ -144,8 +144,21 @@ def load_state(step_dir: Path, use_ema: bool = True) -> dict[str, torch.Tensor]:
     return state
 
 
-def load_policy(path: str | Path, use_ema: bool = True, device: str | torch.device = "cpu"):
-    """Load a policy from a checkpoint with no Hydra and no original config file."""
+def _merge(base: dict, overrides: dict, where: str) -> dict:
+    out = dict(base)
+    for k, v in overrides.items():
+        if k not in base:
+            raise ValueError(f"{where}: unknown policy config key {k!r}; valid keys: {sorted(base)}")
+        out[k] = _merge(base[k], v, f"{where}.{k}") if isinstance(v, dict) and isinstance(base[k], dict) else v
+    return out
+
+
+def load_policy(path: str | Path, use_ema: bool = True, device: str | torch.device = "cpu",
+                overrides: dict[str, Any] | None = None):
+    """Load a policy from a checkpoint with no Hydra and no original config file.
+
+    ``overrides``: policy config fields replaced before the policy is built, nested as the config
+    is (e.g. ``{"decode_rounds": 4}``); meant for inference settings that change no weights."""
     step_dir = resolve_checkpoint(path)
     try:
         meta = json.loads((step_dir / "meta.json").read_text())
@@ -154,7 +167,7 @@ def load_policy(path: str | Path, use_ema: bool = True, device: str | torch.devi
     if meta.get("format_version") != FORMAT_VERSION:
         raise ValueError(f"{step_dir}: checkpoint format {meta.get('format_version')} != {FORMAT_VERSION}")
     cls = registry.get("policy", meta["policy"])
-    config = from_dict(cls.config_class, meta["policy_config"])
+    config = from_dict(cls.config_class, _merge(meta["policy_config"], dict(overrides or {}), "policy_overrides"))
     features = FeatureSpec.from_dict(meta["features"])
     policy = cls(config, features, None)
     state = load_state(step_dir, use_ema)

@@ -1,0 +1,187 @@
+"""Discrete Diffusion VLA (Liang et al. 2025, arXiv 2508.20072).
+
+One transformer reads a single sequence
+
+    [ observation tokens | action tokens ]
+
+* observation tokens: the shared ObservationEncoder's tokens (per camera and observed step, a
+  state token per step, one token for the MiniLM embedding of the instruction), projected to
+  d_model when ``encoder.token_dim`` differs;
+* action tokens: the action chunk (horizon H x action dims A) as L = H*A discrete tokens from the
+  shared ActionTokenizer (n_bins uniform bins per dimension over q01..q99), time-major, each
+  embedded with a learned table of n_bins + 1 rows (the last row is [MASK]) plus a learned
+  position embedding. Attention is bidirectional everywhere; a linear head maps each action
+  position's output to n_bins logits.
+
+Training (masked discrete diffusion): tokenize the chunk, mask a random subset of the action
+tokens per sample (the fraction drawn from the mask schedule, ``samplers/masked.py``), and take
+the cross-entropy of the head's logits against the true tokens on the masked, non-padded
+positions only.
+
+Inference (``act``): encode the observation once, then decode the L tokens from all-[MASK]:
+``parallel`` mode runs ``decode_rounds`` evaluations, committing the most confident tokens first
+along the cosine schedule and re-masking committed tokens whose confidence falls below
+``remask_threshold``; ``autoregressive`` mode is the left-to-right baseline of the same model (one
+token per evaluation, L evaluations). Tokens decode to bin centers in raw units; the chunk's
+``n_action_steps`` actions from the current frame are returned. ``state.info["decoder_evals"]``
+counts the transformer forward passes; nothing is carried between calls.
+
+Backbone: ``scratch`` (a stack of the shared TransformerBlock) or a local ``transformers`` model
+folder, fed ``inputs_embeds`` through a linear projection; its pretrained weights are read when the
+policy is built from dataset stats and come from the checkpoint when it is loaded.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from robopolicy.encoders import ObservationEncoder, Tokens
+from robopolicy.nn import TransformerEncoder, attention_mask
+from robopolicy.normalize import Normalizer
+from robopolicy.policies.base import Policy
+from robopolicy.policies.discrete_diffusion.config import DDVLAConfig
+from robopolicy.registry import register
+from robopolicy.samplers.masked import decode_autoregressive, decode_parallel, training_mask
+from robopolicy.tokenizers import ActionTokenizer
+from robopolicy.types import Batch, FeatureSpec, Obs, PolicyState
+
+
+
+class ScratchBackbone(nn.Module):
+    """The shared transformer stack, trained from scratch: (B, N, D), (B, N) valid -> (B, N, D)."""
+
+    def __init__(self, c: DDVLAConfig):
+        super().__init__()
+        self.out_dim = c.d_model
+        self.transformer = TransformerEncoder(c.d_model, c.n_layers, c.n_heads, c.mlp_ratio, c.dropout)
+
+    def forward(self, x: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+        return self.transformer(x, None if bool(valid.all()) else attention_mask(valid))
+
+
+class PretrainedBackbone(nn.Module):
+    """A local ``transformers`` model (e.g. a BERT or Llama folder written by ``save_pretrained``)
+    fed ``inputs_embeds`` through a linear projection from d_model to its hidden size."""
+
+    def __init__(self, c: DDVLAConfig, load_weights: bool):
+        super().__init__()
+        from transformers import AutoConfig, AutoModel
+
+        path = Path(c.backbone)
+        if not (path / "config.json").is_file():
+            raise FileNotFoundError(f"backbone {c.backbone!r}: no config.json there; expected 'scratch' or a local "
+                                    "transformers model folder (save_pretrained); nothing is downloaded")
+        if load_weights:
+            self.model = AutoModel.from_pretrained(path, local_files_only=True)
+        else:  # the checkpoint about to be loaded holds every weight
+            self.model = AutoModel.from_config(AutoConfig.from_pretrained(path, local_files_only=True))
+        self.out_dim = int(self.model.config.hidden_size)
+        self.proj_in = nn.Linear(c.d_model, self.out_dim)
+
+    def forward(self, x: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+        # An explicit 4-D boolean mask (True = may attend): decoder-only models (Llama, GPT-2)
+        # would otherwise attend causally, and action tokens must see each other both ways.
+        n = valid.shape[1]
+        mask = valid[:, None, None, :].expand(-1, 1, n, -1)
+        return self.model(inputs_embeds=self.proj_in(x), attention_mask=mask).last_hidden_state
+
+
+@register("policy", "ddvla")
+class DDVLAPolicy(Policy):
+    config_class = DDVLAConfig
+    config: DDVLAConfig
+
+    def __init__(self, config: DDVLAConfig, features: FeatureSpec, stats: dict[str, dict[str, Any]] | None):
+        super().__init__(config, features, stats)
+        c = config
+        self.normalizer = Normalizer.for_observations(features, c.normalization, stats)
+        self.tokenizer = ActionTokenizer(c.action_tokenizer, c.horizon, features.action_dim, stats)
+        self.encoder = ObservationEncoder(c.encoder, features, c.n_obs_steps)
+        self.prefix_proj = nn.Identity() if c.encoder.token_dim == c.d_model else nn.Linear(c.encoder.token_dim, c.d_model)
+        self.n_tokens = c.horizon * features.action_dim  # L
+        self.n_bins = c.action_tokenizer.n_bins  # V
+        self.mask_id = self.n_bins  # the extra embedding row
+        self.token_embed = nn.Embedding(self.n_bins + 1, c.d_model)
+        self.action_pos = nn.Parameter(torch.randn(self.n_tokens, c.d_model) * 0.02)
+        if c.backbone == "scratch":
+            self.backbone: nn.Module = ScratchBackbone(c)
+        else:
+            self.backbone = PretrainedBackbone(c, load_weights=stats is not None)
+        self.head = nn.Linear(self.backbone.out_dim, self.n_bins)
+        nn.init.normal_(self.token_embed.weight, std=0.02)
+        self._check_rounds()
+
+    def _check_rounds(self) -> None:
+        if self.config.decode_rounds > self.n_tokens:
+            raise ValueError(f"decode_rounds {self.config.decode_rounds} exceeds the {self.n_tokens} action tokens "
+                             f"(horizon {self.config.horizon} x action dim {self.features.action_dim})")
+
+    # --- the network -------------------------------------------------------------------------
+    def observation_tokens(self, obs: Obs) -> Tokens:
+        """(B, N, d_model) tokens of raw (unnormalized) stacked observations: once per ``act``."""
+        t = self.encoder(self.normalizer.normalize_obs(obs))
+        return Tokens(x=self.prefix_proj(t.x), mask=t.mask, pooled=None)
+
+    def action_logits(self, prefix: Tokens, tokens: torch.Tensor) -> torch.Tensor:
+        """One decoder evaluation: (B, L) action tokens (``mask_id`` where masked) -> (B, L, V)."""
+        a = self.token_embed(tokens) + self.action_pos
+        x = torch.cat((prefix.x, a.to(prefix.x.dtype)), dim=1)
+        valid = torch.cat((prefix.mask, torch.ones(tokens.shape, dtype=torch.bool, device=tokens.device)), dim=1)
+        h = self.backbone(x, valid)
+        return self.head(h[:, -self.n_tokens :])
+
+    # --- training ----------------------------------------------------------------------------
+    def loss(self, batch: Batch) -> tuple[torch.Tensor, dict[str, float]]:
+        c = self.config
+        actions, pad = self.batch_actions(batch)
+        target = self.tokenizer.encode(actions)  # (B, L) long
+        b = target.shape[0]
+        masked = training_mask(b, self.n_tokens, c.mask_schedule, device=target.device)
+        logits = self.action_logits(self.observation_tokens(batch), target.masked_fill(masked, self.mask_id))
+        ce = F.cross_entropy(logits.float().flatten(0, 1), target.flatten(), reduction="none").view(b, -1)
+        weight = masked
+        if pad is not None:  # a padded step pads all of its A tokens
+            weight = weight & ~pad.repeat_interleave(self.features.action_dim, dim=1)
+        w = weight.to(ce.dtype)
+        loss = (ce * w).sum() / w.sum().clamp_min(1.0)
+        with torch.no_grad():
+            acc = ((logits.argmax(-1) == target).to(ce.dtype) * w).sum() / w.sum().clamp_min(1.0)
+        return loss, {"loss": float(loss.detach()), "masked_acc": float(acc), "mask_ratio": float(masked.float().mean())}
+
+    # --- inference ---------------------------------------------------------------------------
+    @torch.inference_mode()
+    def sample_tokens(self, obs: Obs) -> tuple[torch.Tensor, dict[str, Any]]:
+        """(B, L) decoded action tokens and diagnostics, with the config's decoding settings."""
+        c = self.config
+        self._check_rounds()
+        prefix = self.observation_tokens(obs)  # once, shared by every round
+
+        def logits_fn(tokens: torch.Tensor) -> torch.Tensor:
+            return self.action_logits(prefix, tokens)
+
+        b, dev = prefix.x.shape[0], prefix.x.device
+        if c.decode_mode == "autoregressive":
+            tokens, trace = decode_autoregressive(logits_fn, b, self.n_tokens, self.mask_id, c.temperature, device=dev)
+        else:
+            tokens, trace = decode_parallel(
+                logits_fn, b, self.n_tokens, self.mask_id, rounds=c.decode_rounds, schedule=c.mask_schedule,
+                remask=c.remask, remask_threshold=c.remask_threshold, temperature=c.temperature, device=dev,
+            )
+        return tokens, {"decoder_evals": trace.evals, "remasked": sum(trace.remasked)}
+
+    def sample_chunk(self, obs: Obs) -> torch.Tensor:
+        """The whole decoded chunk (B, horizon, A) in raw action units (bin centers)."""
+        return self.tokenizer.decode(self.sample_tokens(obs)[0])
+
+    def act(self, obs: Obs, state: PolicyState) -> tuple[torch.Tensor, PolicyState]:
+        c = self.config
+        tokens, info = self.sample_tokens(obs)
+        chunk = self.tokenizer.decode(tokens)
+        start = c.n_obs_steps - 1  # the chunk starts at the oldest observed frame
+        return chunk[:, start : start + c.n_action_steps], PolicyState(step=state.step + 1, info=info)
+

@@ -1,0 +1,153 @@
+"""Masked discrete diffusion over a sequence of L tokens (MaskGIT / LLaDA style), for policies that
+predict discrete action tokens: the training-time masking and the two decoders.
+
+* Mask schedule ``gamma(r)``, r in [0, 1]: the fraction of tokens still masked at progress r;
+  ``gamma(0) = 1`` (all masked), ``gamma(1) = 0`` (all committed). cosine: ``cos(pi/2 r)``;
+  linear: ``1 - r``.
+* Training (``training_mask``): per sample, r ~ U(0, 1) and ``ceil(gamma(r) L)`` positions (at
+  least one) chosen uniformly are masked; the loss is taken on those positions.
+* Parallel decoding (``decode_parallel``) over T rounds: after round t, ``L - masked_after[t]``
+  tokens are committed, ``masked_after[t] = floor(gamma(t/T) L)`` (forced to shrink by at least
+  one per round, 0 after the last). Each round is one evaluation of ``logits_fn``; the still-masked
+  positions with the highest confidence (probability of the chosen token) are committed first,
+  so the order adapts to the input. With secondary remasking, previously committed tokens whose
+  confidence in the current evaluation falls below a threshold are put back to the mask (lowest
+  first, at most as many as stay masked after the round, so the schedule above still holds) and
+  are predicted again, from a masked input, in a later round.
+* Autoregressive decoding (``decode_autoregressive``): the same model, one token per evaluation
+  from left to right, the rest still masked: exactly L evaluations, the baseline.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Callable
+
+import torch
+
+SCHEDULES = ("cosine", "linear")
+LogitsFn = Callable[[torch.Tensor], torch.Tensor]
+"""(B, L) long tokens (mask id where masked) -> (B, L, V) logits: one decoder evaluation."""
+
+
+def mask_ratio(r: torch.Tensor, schedule: str) -> torch.Tensor:
+    """gamma(r): the fraction of tokens still masked at progress r in [0, 1]."""
+    if schedule == "cosine":
+        return torch.cos(0.5 * math.pi * r)
+    if schedule == "linear":
+        return 1.0 - r
+    raise ValueError(f"mask schedule must be one of {SCHEDULES}, got {schedule!r}")
+
+
+def masked_after_rounds(length: int, rounds: int, schedule: str) -> list[int]:
+    """Tokens still masked after each of ``rounds`` decoding rounds (the last entry is 0).
+    Rounds beyond ``length`` would commit nothing, so asking for them is an error."""
+    if not 1 <= rounds <= length:
+        raise ValueError(f"decoding rounds must be in [1, {length}] (the number of action tokens), got {rounds}")
+    r = torch.arange(1, rounds + 1, dtype=torch.float64) / rounds
+    out, prev = [], length
+    for m in torch.floor(mask_ratio(r, schedule) * length + 1e-9).long().tolist():
+        # at least one commit per round, and never more masked tokens than rounds left can commit
+        m = min(m, prev - 1)
+        out.append(max(m, 0))
+        prev = out[-1]
+    out[-1] = 0
+    return out
+
+
+def training_mask(batch: int, length: int, schedule: str, device=None, generator: torch.Generator | None = None) -> torch.Tensor:
+    """(B, L) bool, True = masked: per sample r ~ U(0,1) and ``max(1, ceil(gamma(r) L))``
+    uniformly chosen positions."""
+    r = torch.rand(batch, device=device, generator=generator)
+    n_mask = torch.ceil(mask_ratio(r, schedule) * length).long().clamp_(1, length)
+    scores = torch.rand(batch, length, device=device, generator=generator)
+    rank = scores.argsort(dim=1).argsort(dim=1)  # each position's rank in a random permutation
+    return rank < n_mask[:, None]
+
+
+def _choose(logits: torch.Tensor, temperature: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Token per position and its probability: argmax (temperature 0) or a sample at temperature."""
+    if temperature <= 0:
+        probs = logits.float().softmax(-1)
+        conf, tok = probs.max(-1)
+        return tok, conf
+    probs = (logits.float() / temperature).softmax(-1)
+    tok = torch.multinomial(probs.flatten(0, -2), 1).view(probs.shape[:-1])
+    return tok, probs.gather(-1, tok.unsqueeze(-1)).squeeze(-1)
+
+
+def _lowest_k(score: torch.Tensor, eligible: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
+    """(B, L) bool: per row, the ``k[b]`` eligible positions with the lowest score."""
+    s = score.masked_fill(~eligible, float("inf"))
+    rank = s.argsort(dim=1, stable=True).argsort(dim=1)
+    return (rank < k[:, None]) & eligible
+
+
+@dataclass
+class DecodeTrace:
+    """What a decoder did, for diagnostics and tests."""
+
+    evals: int = 0
+    """Evaluations of ``logits_fn`` (decoder forward passes)."""
+    committed: list[int] = field(default_factory=list)
+    """Per round: committed tokens after the round (summed over the batch)."""
+    remasked: list[int] = field(default_factory=list)
+    """Per round: previously committed tokens put back to the mask (summed over the batch)."""
+
+
+def decode_parallel(
+    logits_fn: LogitsFn,
+    batch: int,
+    length: int,
+    mask_id: int,
+    rounds: int = 12,
+    schedule: str = "cosine",
+    remask: bool = True,
+    remask_threshold: float = 0.05,
+    temperature: float = 0.0,
+    device=None,
+) -> tuple[torch.Tensor, DecodeTrace]:
+    """Adaptive-order parallel decoding with optional secondary remasking (module docstring).
+    Returns (B, L) tokens and the trace; ``trace.evals == rounds``."""
+    plan = masked_after_rounds(length, rounds, schedule)
+    tokens = torch.full((batch, length), mask_id, dtype=torch.long, device=device)
+    masked = torch.ones(batch, length, dtype=torch.bool, device=device)
+    trace = DecodeTrace()
+    for left in plan:
+        logits = logits_fn(tokens)
+        trace.evals += 1
+        pred, conf = _choose(logits, temperature)
+        committed = ~masked
+        n_committed = committed.sum(1)
+        reopen = torch.zeros_like(masked)
+        if remask and left > 0:
+            # Re-check earlier commitments in the light of this round's context.
+            old_conf = logits.float().softmax(-1).gather(-1, tokens.clamp_max(logits.shape[-1] - 1).unsqueeze(-1)).squeeze(-1)
+            weak = committed & (old_conf < remask_threshold)
+            reopen = _lowest_k(old_conf, weak, torch.full_like(n_committed, left))
+        # Commit the most confident still-masked predictions up to the schedule's count.
+        n_new = (length - left) - (n_committed - reopen.sum(1))
+        new = _lowest_k(-conf, masked, n_new)
+        tokens = torch.where(new, pred, tokens)
+        tokens = torch.where(reopen, torch.full_like(tokens, mask_id), tokens)
+        masked = (masked & ~new) | reopen
+        trace.committed.append(int((~masked).sum()))
+        trace.remasked.append(int(reopen.sum()))
+    return tokens, trace
+
+
+def decode_autoregressive(
+    logits_fn: LogitsFn, batch: int, length: int, mask_id: int, temperature: float = 0.0, device=None
+) -> tuple[torch.Tensor, DecodeTrace]:
+    """Left to right, one token per evaluation, later positions still masked: L evaluations."""
+    tokens = torch.full((batch, length), mask_id, dtype=torch.long, device=device)
+    trace = DecodeTrace()
+    for i in range(length):
+        logits = logits_fn(tokens)
+        trace.evals += 1
+        pred, _ = _choose(logits[:, i : i + 1], temperature)
+        tokens[:, i] = pred[:, 0]
+        trace.committed.append(batch * (i + 1))
+        trace.remasked.append(0)
+    return tokens, trace

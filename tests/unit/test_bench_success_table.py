@@ -1,0 +1,38 @@
+"""scripts/bench_success.py's table: single-task rows as before; a multi-task suite keeps one row
+per task (from the evaluation summary) plus the suite's average."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "bench_success.py"
+
+
+def _table():
+    spec = importlib.util.spec_from_file_location("bench_success", SCRIPT)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod.table
+
+
+def _row(task, rate, tasks=None):
+    r = {"task": task, "success_rate": rate, "ci95": [0.1, 0.9], "episodes": 20, "mean_length": 100.0,
+         "train_steps": 500, "train_minutes": 3.0, "overrides": ["episodes=50"]}
+    if tasks:
+        r["tasks"] = {t: {"success_rate": s, "ci95": [0.0, 1.0], "episodes": 2, "mean_length": 90.0} for t, s in tasks.items()}
+    return r
+
+
+def test_single_task_rows_are_unchanged():
+    lines = _table()([_row("push-v3", 0.5)])
+    assert lines[2] == "| push-v3 | 50 | 50% | 10%-90% | 20 | 100 | 500 | 3.0 |"
+    assert lines[3] == "| **mean** | | **50%** | | | | | |" and len(lines) == 4
+
+
+def test_multi_task_suite_has_one_row_per_task_and_the_average():
+    lines = _table()([_row("metaworld/mt10", 0.25, {"reach-v3": 0.5, "push-v3": 0.0})])
+    assert lines[2] == "| metaworld/mt10: reach-v3 | 50 | 50% | 0%-100% | 2 | 90 | | |"
+    assert lines[3] == "| metaworld/mt10: push-v3 | 50 | 0% | 0%-100% | 2 | 90 | | |"
+    assert lines[4].startswith("| metaworld/mt10 (average of 2 tasks) | 50 | 25% |")
+    assert lines[5] == "| **mean** | | **25%** | | | | | |"
