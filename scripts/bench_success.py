@@ -111,7 +111,11 @@ def main() -> None:
             f"initial states), evaluation on {args.eval_episodes} held-out initial states per task, EMA "
             f"weights, each policy's default inference (Diffusion Policy: DDIM-10 chunks of 8 actions; "
             f"SDP: its streaming buffer, one denoising step and one action per control step; ddvla: 12 "
-            f"parallel decoding rounds with remasking, chunks of 8 actions).\n\n" + "\n".join(lines)
+            f"parallel decoding rounds with remasking, chunks of 8 actions). EBT-Policy: 2 energy-descent "
+            f"steps (adaptive, up to 4), chunks of 8 actions. Image runs see the suite's first camera "
+            f"(Meta-World: corner, 84x84 unless image_size is in the command) plus the state. Train minutes are "
+            f"wall-clock; a run with --threads 1 had one of the 2 cores while another benchmark ran "
+            f"on the other.\n\n" + "\n".join(lines)
             + "\n\nEach task's run (command, machine, date):\n\n" + runs + "\n")
     write_section(f"Success: {args.policy}, {args.obs} observations", body)
 
