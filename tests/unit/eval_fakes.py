@@ -118,7 +118,9 @@ class GoalPolicy(Policy):
     Records the last obs it saw in ``state.info`` (tests inspect history stacking)."""
 
     def __init__(self, n_action_steps=4, n_obs_steps=2, noise=0.0, feats: FeatureSpec | None = None):
-        super().__init__(PolicyConfig(n_obs_steps=n_obs_steps, horizon=n_action_steps, n_action_steps=n_action_steps),
+        # horizon as a real family counts it: from the oldest observed frame to the chunk's end
+        super().__init__(PolicyConfig(n_obs_steps=n_obs_steps, horizon=n_obs_steps - 1 + n_action_steps,
+                                      n_action_steps=n_action_steps),
                          feats or features(), None)
         self.noise = noise
         self.w = torch.nn.Parameter(torch.zeros(1))
