@@ -43,9 +43,9 @@ def _auroc(res: dict) -> str:
 
 def _row(r: dict) -> str:
     clean, pert = r["clean"], r["perturbed"]
-    drop = 100 * (clean["success_rate"] - pert["success_rate"])
+    change = 100 * (pert["success_rate"] - clean["success_rate"])
     return (f"| {r['policy']} | {r['task']} | {clean['success_rate']:.0%} | {pert['success_rate']:.0%} "
-            f"({pert['perturbed_episodes']} perturbed) | {drop:+.0f} pts | {_auroc(clean)} | {_auroc(pert)} |")
+            f"({pert['perturbed_episodes']} perturbed) | {change:+.0f} pts | {_auroc(clean)} | {_auroc(pert)} |")
 
 
 def main() -> None:
