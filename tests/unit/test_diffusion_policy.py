@@ -64,6 +64,8 @@ def test_bad_inputs_are_named():
         DiffusionConfig(horizon=8, n_obs_steps=2, n_action_steps=8)
     with pytest.raises(ValueError, match="continuous"):
         DiffusionConfig(action_tokenizer=dataclasses.replace(DiffusionConfig().action_tokenizer, kind="discrete"))
+    with pytest.raises(ValueError, match="compile_mode must be"):
+        DiffusionConfig(compile_mode="cudagraphs")
 
 
 @pytest.mark.slow

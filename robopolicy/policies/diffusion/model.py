@@ -60,7 +60,7 @@ class DiffusionPolicy(Policy):
         if not self.config.compile_unet:
             return self.unet
         if "unet" not in self._compiled:
-            self._compiled["unet"] = torch.compile(self.unet, dynamic=False)
+            self._compiled["unet"] = torch.compile(self.unet, dynamic=False, mode=self.config.compile_mode)
         return self._compiled["unet"]
 
     # --- training ----------------------------------------------------------------------------
