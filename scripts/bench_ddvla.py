@@ -23,7 +23,6 @@ Both print a markdown table and write it to docs/benchmarks.md (unless ``--no-do
 from __future__ import annotations
 
 import argparse
-import json
 import os
 
 import numpy as np
@@ -89,43 +88,17 @@ def cost_table(res: dict[str, dict[str, float]]) -> str:
 
 
 def bench_success(args) -> tuple[list[dict], str]:
-    from robopolicy.eval.job import EvalJobConfig, run_eval
-    from robopolicy.train.checkpoint import resolve_checkpoint
+    from robopolicy.eval.sweep import checkpoint_meta, sweep
 
-    step_dir = resolve_checkpoint(args.checkpoint)
-    meta = json.loads((step_dir / "meta.json").read_text())
-    if meta["policy"] != "ddvla":
-        raise SystemExit(f"{step_dir} holds a {meta['policy']!r} policy, not ddvla")
+    step_dir, meta = checkpoint_meta(args.checkpoint, "ddvla")
     n_tokens = int(meta["policy_config"]["horizon"]) * int(meta["features"]["action_dim"])
     top = max(args.rounds)
-    settings = [(f"parallel, {r} rounds, remask", r, {"decode_mode": "parallel", "decode_rounds": r, "remask": True})
+    settings = [(f"parallel, {r} rounds, remask", {"decode_mode": "parallel", "decode_rounds": r, "remask": True}, r)
                 for r in args.rounds]
-    settings.append((f"parallel, {top} rounds, no remask", top, {"decode_mode": "parallel", "decode_rounds": top, "remask": False}))
+    settings.append((f"parallel, {top} rounds, no remask", {"decode_mode": "parallel", "decode_rounds": top, "remask": False}, top))
     if args.autoregressive:
-        settings.append(("autoregressive", n_tokens, {"decode_mode": "autoregressive"}))
-    rows = []
-    for label, evals, overrides in settings:
-        out = step_dir / ("eval_ddvla_" + "_".join(f"{k}-{v}" for k, v in overrides.items()))
-        res = run_eval(EvalJobConfig(checkpoint=str(step_dir), episodes=args.episodes, n_envs=args.n_envs, videos=0,
-                                     output=str(out), seed=args.seed, policy_overrides=overrides), progress=False)
-        rows.append({"label": label, "res": res, "evals": evals})
-        print(f"{label}: success {res['success_rate']:.1%} over {res['episodes']} episodes")
-    return rows, str(step_dir)
-
-
-def success_table(rows: list[dict]) -> str:
-    tasks = list(rows[0]["res"].get("tasks", {}))
-    multi = len(tasks) > 1
-    head = "| decoding | decoder evals / chunk | success | 95% CI | episodes |" + ("".join(f" {t} |" for t in tasks) if multi else "")
-    rows_md = [head, "|" + "---|" * (5 + (len(tasks) if multi else 0))]
-    for r in rows:
-        res = r["res"]
-        line = (f"| {r['label']} | {r['evals']} | {res['success_rate']:.0%} | {res['ci95'][0]:.0%}-{res['ci95'][1]:.0%} "
-                f"| {res['episodes']} |")
-        if multi:
-            line += "".join(f" {res['tasks'][t]['success_rate']:.0%} |" for t in tasks)
-        rows_md.append(line)
-    return "\n".join(rows_md)
+        settings.append(("autoregressive", {"decode_mode": "autoregressive"}, n_tokens))
+    return sweep(step_dir, settings, args.episodes, args.n_envs, args.seed), str(step_dir)
 
 
 def main() -> None:
@@ -144,10 +117,12 @@ def main() -> None:
     torch.set_num_threads(args.threads)
 
     if args.checkpoint:
+        from robopolicy.eval.sweep import sweep_table
+
         rows, step_dir = bench_success(args)
         body = (f"Checkpoint `{step_dir}`, evaluated with each decoding setting through eval-time policy_overrides "
                 f"(same weights, EMA), {args.episodes} episodes per task on held-out initial states, seed {args.seed}.\n\n"
-                + success_table(rows) + "\n\n" + provenance())
+                + sweep_table(rows, "decoding", "decoder evals / chunk") + "\n\n" + provenance())
         title = "Discrete Diffusion VLA: success vs decoding rounds and remasking"
     else:
         load_before = os.getloadavg()[0]

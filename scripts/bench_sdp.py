@@ -15,6 +15,12 @@ latency than DDIM-10. Prints a markdown table and writes it to docs/benchmarks.m
 
     python scripts/bench_sdp.py                    # ~1 minute on 2 cores
     python scripts/bench_sdp.py --steps 30 --threads 1 --no-doc
+
+With ``--checkpoint`` it instead evaluates a trained SDP run with several ``steps_per_act``
+(denoiser evaluations per control step; eval-time policy override, same weights: training draws
+timesteps independently of it) and writes success against steps per control step:
+
+    python scripts/bench_sdp.py --checkpoint checkpoints/bench_sdp_state_push-v3 --sdp-steps 1,2,4 --episodes 50
 """
 
 from __future__ import annotations
@@ -106,6 +112,23 @@ def table(res: dict[str, dict[str, float]]) -> str:
     return "\n".join(rows)
 
 
+def success_vs_steps(args, sdp_steps: list[int]) -> None:
+    from robopolicy.eval.sweep import checkpoint_meta, sweep, sweep_table
+
+    step_dir, meta = checkpoint_meta(args.checkpoint, "sdp")
+    settings = [(f"steps_per_act={s}", {"steps_per_act": s}, s) for s in sdp_steps]
+    rows = sweep(step_dir, settings, args.episodes, args.n_envs, args.seed)
+    trained = meta["policy_config"].get("steps_per_act")
+    body = (f"Checkpoint `{step_dir}` (trained with steps_per_act={trained}), evaluated with each setting through "
+            f"eval-time policy_overrides (same EMA weights), {args.episodes} episodes per task on held-out initial "
+            f"states, seed {args.seed}. One action per control step; each step runs steps_per_act denoiser "
+            "evaluations and the buffer holds (chunks x steps_per_act) noise levels.\n\n"
+            + sweep_table(rows, "setting", "denoiser evals / control step") + "\n\n" + provenance())
+    print(body)
+    if not args.no_doc:
+        write_section("Streaming Diffusion Policy: success vs denoising steps per control step", body)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--steps", type=int, default=100, help="timed control steps per policy (median reported)")
@@ -113,10 +136,16 @@ def main() -> None:
     ap.add_argument("--sdp-steps", default="1,2", help="comma list of SDP steps_per_act to measure")
     ap.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--checkpoint", default=None, help="a trained sdp run: success vs --sdp-steps instead of cost")
+    ap.add_argument("--episodes", type=int, default=50, help="(--checkpoint) episodes per task")
+    ap.add_argument("--n-envs", type=int, default=2, help="(--checkpoint) parallel environments")
     ap.add_argument("--no-doc", action="store_true", help="print only; do not update docs/benchmarks.md")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     sdp_steps = [int(s) for s in args.sdp_steps.split(",") if s.strip()]
+    if args.checkpoint:
+        success_vs_steps(args, sdp_steps)
+        return
     res = run(args.steps, max(1, args.warmup), sdp_steps, args.seed)
     body = (
         "Reactive control (one action per control step, re-planned every step) at batch 1: state 39-d, "

@@ -1,0 +1,53 @@
+"""One trained checkpoint evaluated under several inference settings (eval-time policy overrides):
+success against decoding rounds, denoising steps per control step, ... The same weights are used
+for every row, so the rows differ only by the setting."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from robopolicy.train.checkpoint import resolve_checkpoint
+
+
+def checkpoint_meta(checkpoint: str | Path, family: str) -> tuple[Path, dict[str, Any]]:
+    """(step folder, meta.json) of a checkpoint, which must hold a ``family`` policy."""
+    step_dir = resolve_checkpoint(checkpoint)
+    meta = json.loads((step_dir / "meta.json").read_text())
+    if meta["policy"] != family:
+        raise SystemExit(f"{step_dir} holds a {meta['policy']!r} policy, not {family}")
+    return step_dir, meta
+
+
+def sweep(step_dir: Path, settings: list[tuple[str, dict[str, Any], Any]], episodes: int, n_envs: int = 2,
+          seed: int = 0, perturb_step: int = 0) -> list[dict[str, Any]]:
+    """Evaluate ``step_dir`` once per (label, policy overrides, cost) setting; each row is
+    ``{"label", "cost", "res"}`` with ``res`` the evaluator's result dict."""
+    from robopolicy.eval.job import EvalJobConfig, run_eval
+
+    rows = []
+    for label, overrides, cost in settings:
+        out = step_dir / ("eval_sweep_" + ("_".join(f"{k}-{v}" for k, v in overrides.items()) or "default"))
+        res = run_eval(EvalJobConfig(checkpoint=str(step_dir), episodes=episodes, n_envs=n_envs, videos=0,
+                                     output=str(out), seed=seed, perturb_step=perturb_step,
+                                     policy_overrides=overrides), progress=False)
+        rows.append({"label": label, "res": res, "cost": cost})
+        print(f"{label}: success {res['success_rate']:.1%} over {res['episodes']} episodes", flush=True)
+    return rows
+
+
+def sweep_table(rows: list[dict[str, Any]], setting: str, cost: str) -> str:
+    """Markdown: one row per setting, with per-task columns when the suite has several tasks."""
+    tasks = list(rows[0]["res"].get("tasks", {}))
+    multi = len(tasks) > 1
+    head = f"| {setting} | {cost} | success | 95% CI | episodes | mean length |" + "".join(f" {t} |" for t in tasks if multi)
+    lines = [head, "|" + "---|" * (6 + (len(tasks) if multi else 0))]
+    for r in rows:
+        res = r["res"]
+        line = (f"| {r['label']} | {r['cost']} | {res['success_rate']:.0%} | {res['ci95'][0]:.0%}-{res['ci95'][1]:.0%} "
+                f"| {res['episodes']} | {res['mean_length']:.0f} |")
+        if multi:
+            line += "".join(f" {res['tasks'][t]['success_rate']:.0%} |" for t in tasks)
+        lines.append(line)
+    return "\n".join(lines)
