@@ -17,6 +17,12 @@ DDIM-10. Prints a markdown table and writes it to docs/benchmarks.md (unless --n
 
     python scripts/bench_ebt.py                         # ~1 minute on 2 quiet cores
     python scripts/bench_ebt.py --reps 10 --no-doc
+
+With ``--checkpoint`` it instead evaluates a trained EBT run with fixed 1, 2, 4 descent steps and
+adaptive descent (2 nominal, up to 4, threshold calibrated on training energies): success and
+policy-call latency per setting, same weights (eval-time policy overrides):
+
+    python scripts/bench_ebt.py --checkpoint checkpoints/bench_ebt_state_push-v3 --episodes 50
 """
 
 from __future__ import annotations
@@ -108,15 +114,42 @@ def table(res: dict[str, dict[str, float]]) -> str:
     return "\n".join(lines)
 
 
+def success_vs_steps(args) -> None:
+    from robopolicy.eval.sweep import checkpoint_meta, sweep, sweep_table
+
+    step_dir, _ = checkpoint_meta(args.checkpoint, "ebt")
+    settings = [(f"{k} step{'s' * (k > 1)}, fixed", {"inference_steps": k, "adaptive": False}, k) for k in (1, 2, 4)]
+    settings.append(("adaptive (2, up to 4)", {"inference_steps": 2, "max_inference_steps": 4, "adaptive": True}, "2-4"))
+    rows = sweep(step_dir, settings, args.episodes, args.n_envs, args.seed, perturb_step=args.perturb_step)
+    perturbed = (f" The object is displaced once at step {args.perturb_step} (as in the recovery benchmark)."
+                 if args.perturb_step else "")
+    body = (f"Checkpoint `{step_dir}`, evaluated with each descent setting through eval-time policy_overrides (same "
+            f"EMA weights), {args.episodes} episodes per task on held-out initial states, seed {args.seed}. Adaptive: "
+            "an element stops when its energy stops falling and continues past the nominal steps (up to the maximum) "
+            f"while its energy stays above the threshold saved with the checkpoint.{perturbed}\n\n"
+            + sweep_table(rows, "energy descent", "descent steps / chunk") + "\n\n" + provenance())
+    print(body)
+    if not args.no_doc:
+        title = "EBT-Policy: success vs descent steps (trained checkpoint)"
+        write_section(title + (f", object displaced at step {args.perturb_step}" if args.perturb_step else ""), body)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--reps", type=int, default=50, help="timed chunks per policy (median reported)")
     ap.add_argument("--warmup", type=int, default=5, help="untimed chunks per policy first")
     ap.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--checkpoint", default=None, help="a trained ebt run: success vs descent steps instead of cost")
+    ap.add_argument("--episodes", type=int, default=50, help="(--checkpoint) episodes per task")
+    ap.add_argument("--n-envs", type=int, default=2, help="(--checkpoint) parallel environments")
+    ap.add_argument("--perturb-step", type=int, default=0, help="(--checkpoint) displace the object once at this step")
     ap.add_argument("--no-doc", action="store_true", help="print only; do not update docs/benchmarks.md")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
+    if args.checkpoint:
+        success_vs_steps(args)
+        return
     load_before = os.getloadavg()[0]
     res = run(args.reps, args.warmup, args.seed)
     load_after = os.getloadavg()[0]

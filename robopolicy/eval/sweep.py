@@ -38,15 +38,18 @@ def sweep(step_dir: Path, settings: list[tuple[str, dict[str, Any], Any]], episo
 
 
 def sweep_table(rows: list[dict[str, Any]], setting: str, cost: str) -> str:
-    """Markdown: one row per setting, with per-task columns when the suite has several tasks."""
+    """Markdown: one row per setting, with per-task columns when the suite has several tasks. The
+    policy-call latency is the evaluator's median over the run (a batch of ``n_envs`` observations)."""
     tasks = list(rows[0]["res"].get("tasks", {}))
     multi = len(tasks) > 1
-    head = f"| {setting} | {cost} | success | 95% CI | episodes | mean length |" + "".join(f" {t} |" for t in tasks if multi)
-    lines = [head, "|" + "---|" * (6 + (len(tasks) if multi else 0))]
+    head = (f"| {setting} | {cost} | success | 95% CI | episodes | mean length | policy call p50 (ms) |"
+            + "".join(f" {t} |" for t in tasks if multi))
+    lines = [head, "|" + "---|" * (7 + (len(tasks) if multi else 0))]
     for r in rows:
         res = r["res"]
+        p50 = (res.get("latency") or {}).get("p50_s")
         line = (f"| {r['label']} | {r['cost']} | {res['success_rate']:.0%} | {res['ci95'][0]:.0%}-{res['ci95'][1]:.0%} "
-                f"| {res['episodes']} | {res['mean_length']:.0f} |")
+                f"| {res['episodes']} | {res['mean_length']:.0f} | {'' if p50 is None else f'{1e3 * p50:.1f}'} |")
         if multi:
             line += "".join(f" {res['tasks'][t]['success_rate']:.0%} |" for t in tasks)
         lines.append(line)

@@ -10,7 +10,8 @@ from robopolicy.eval.sweep import checkpoint_meta, sweep_table
 
 
 def _res(rate, tasks=None):
-    r = {"success_rate": rate, "ci95": [rate - 0.1, rate + 0.05], "episodes": 20, "mean_length": 87.4}
+    r = {"success_rate": rate, "ci95": [rate - 0.1, rate + 0.05], "episodes": 20, "mean_length": 87.4,
+         "latency": {"p50_s": 0.0123}}
     r["tasks"] = tasks or {"push-v3": {"success_rate": rate}}
     return r
 
@@ -19,15 +20,16 @@ def test_single_task_table_has_one_row_per_setting():
     rows = [{"label": "steps_per_act=1", "cost": 1, "res": _res(0.5)},
             {"label": "steps_per_act=4", "cost": 4, "res": _res(0.9)}]
     md = sweep_table(rows, "setting", "denoiser evals / control step").splitlines()
-    assert md[0] == "| setting | denoiser evals / control step | success | 95% CI | episodes | mean length |"
-    assert md[2] == "| steps_per_act=1 | 1 | 50% | 40%-55% | 20 | 87 |"
+    assert md[0] == ("| setting | denoiser evals / control step | success | 95% CI | episodes | mean length "
+                     "| policy call p50 (ms) |")
+    assert md[2] == "| steps_per_act=1 | 1 | 50% | 40%-55% | 20 | 87 | 12.3 |"
     assert md[3].startswith("| steps_per_act=4 | 4 | 90% |") and len(md) == 4
 
 
 def test_multi_task_table_adds_a_column_per_task():
     tasks = {"a": {"success_rate": 1.0}, "b": {"success_rate": 0.25}}
     md = sweep_table([{"label": "12 rounds", "cost": 12, "res": _res(0.625, tasks)}], "decoding", "evals").splitlines()
-    assert md[0].endswith("| a | b |") and md[1].count("---") == 8
+    assert md[0].endswith("| a | b |") and md[1].count("---") == 9
     assert md[2].endswith("| 100% | 25% |")
 
 
