@@ -126,7 +126,9 @@ def success_vs_steps(args) -> None:
     body = (f"Checkpoint `{step_dir}`, evaluated with each descent setting through eval-time policy_overrides (same "
             f"EMA weights), {args.episodes} episodes per task on held-out initial states, seed {args.seed}. Adaptive: "
             "an element stops when its energy stops falling and continues past the nominal steps (up to the maximum) "
-            f"while its energy stays above the threshold saved with the checkpoint.{perturbed}\n\n"
+            f"while its energy stays above the threshold saved with the checkpoint.{perturbed} The policy-call column "
+            "is the evaluator's median `act` time (a batch of the parallel environments) under whatever load the "
+            "machine had: it is noisy, and the cost table above is the latency measurement.\n\n"
             + sweep_table(rows, "energy descent", "descent steps / chunk") + "\n\n" + provenance())
     print(body)
     if not args.no_doc:
