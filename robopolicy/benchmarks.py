@@ -64,6 +64,23 @@ def write_section(title: str, body: str, doc: Path | None = None) -> Path:
     return doc
 
 
+def synthetic_stats(features) -> dict[str, dict[str, Any]]:
+    """Dataset statistics for a policy built without a dataset (timing with random weights): state
+    and actions in [-1, 1], images in [0, 1]. ``features`` is a ``robopolicy.types.FeatureSpec``."""
+    import numpy as np
+
+    def entry(shape, lo, hi):
+        lo, hi = np.full(shape, lo, np.float32), np.full(shape, hi, np.float32)
+        return {"min": lo, "max": hi, "mean": (lo + hi) / 2, "std": (hi - lo) / 4, "q01": lo, "q99": hi}
+
+    stats = {"action": entry((features.action_dim,), -1, 1)}
+    if features.state_dim:
+        stats["observation.state"] = entry((features.state_dim,), -1, 1)
+    for key in features.image_keys:
+        stats[key] = entry((3, 1, 1), 0, 1)
+    return stats
+
+
 def interleaved_ms(fns: dict[str, Callable[[], Any]], reps: int, warmup: int = 1) -> dict[str, float]:
     """Median wall time (ms) of each callable over ``reps`` calls after ``warmup`` untimed ones;
     the callables take turns (round-robin), so load from other jobs hits each of them alike."""

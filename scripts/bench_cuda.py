@@ -30,22 +30,11 @@ import numpy as np
 import torch
 
 from robopolicy import registry
-from robopolicy.benchmarks import provenance, write_section
+from robopolicy.benchmarks import provenance, synthetic_stats, write_section
 from robopolicy.types import FeatureSpec
 
 STATE_DIM, ACTION_DIM = 39, 4
 COMMON = dict(horizon=16, n_obs_steps=2)
-
-
-def _stats(features: FeatureSpec) -> dict:
-    def entry(shape, lo, hi):
-        lo, hi = np.full(shape, lo, np.float32), np.full(shape, hi, np.float32)
-        return {"min": lo, "max": hi, "mean": (lo + hi) / 2, "std": (hi - lo) / 4, "q01": lo, "q99": hi}
-
-    stats = {"observation.state": entry((STATE_DIM,), -1, 1), "action": entry((ACTION_DIM,), -1, 1)}
-    for key in features.image_keys:
-        stats[key] = entry((3, 1, 1), 0, 1)
-    return stats
 
 
 # Row name -> (policy family, camera size or None, config overrides)
@@ -73,7 +62,7 @@ def build(row: str, device: str) -> torch.nn.Module:
     cameras = {"corner": (3, image, image)} if image else {}
     features = FeatureSpec(action_dim=ACTION_DIM, state_dim=STATE_DIM, cameras=cameras)
     torch.manual_seed(0)
-    return cls(cfg, features, _stats(features)).to(device)
+    return cls(cfg, features, synthetic_stats(features)).to(device)
 
 
 def inputs(policy, b: int, device: str, with_actions: bool) -> dict:

@@ -25,10 +25,9 @@ from __future__ import annotations
 import argparse
 import os
 
-import numpy as np
 import torch
 
-from robopolicy.benchmarks import interleaved_ms, provenance, write_section
+from robopolicy.benchmarks import interleaved_ms, provenance, synthetic_stats, write_section
 
 STATE_DIM, ACTION_DIM, IMAGE = 39, 4, (3, 64, 64)
 TASK = "push the puck to the goal"
@@ -40,15 +39,9 @@ def build(decode_mode: str, rounds: int):
 
     features = FeatureSpec(action_dim=ACTION_DIM, state_dim=STATE_DIM, cameras={"corner": IMAGE}, fps=80, use_language=True)
 
-    def entry(shape, lo, hi):
-        lo, hi = np.full(shape, lo, np.float32), np.full(shape, hi, np.float32)
-        return {"min": lo, "max": hi, "mean": (lo + hi) / 2, "std": (hi - lo) / 4, "q01": lo, "q99": hi}
-
-    stats = {"observation.state": entry((STATE_DIM,), -1, 1), "action": entry((ACTION_DIM,), -1, 1),
-             "observation.images.corner": entry((3, 1, 1), 0, 1)}
     torch.manual_seed(0)  # the same weights for both modes
     cfg = DDVLAConfig(decode_mode=decode_mode, decode_rounds=rounds)
-    return DDVLAPolicy(cfg, features, stats).eval()
+    return DDVLAPolicy(cfg, features, synthetic_stats(features)).eval()
 
 
 def bench_cost(reps: int, rounds: int) -> dict[str, dict[str, float]]:

@@ -31,24 +31,15 @@ import argparse
 import os
 import statistics
 
-import numpy as np
 import torch
 
-from robopolicy.benchmarks import interleaved_ms, provenance, write_section
+from robopolicy.benchmarks import interleaved_ms, provenance, synthetic_stats, write_section
 from robopolicy.policies.diffusion import DiffusionConfig, DiffusionPolicy
 from robopolicy.policies.ebt import EBTConfig, EBTPolicy
 from robopolicy.samplers import NoiseScheduleConfig
 from robopolicy.types import FeatureSpec
 
 STATE_DIM, ACTION_DIM, HORIZON, N_OBS, N_ACT = 39, 4, 16, 2, 8
-
-
-def _stats() -> dict:
-    def entry(n):
-        lo, hi = -np.ones(n, np.float32), np.ones(n, np.float32)
-        return {"min": lo, "max": hi, "mean": lo * 0, "std": hi, "q01": lo, "q99": hi}
-
-    return {"observation.state": entry(STATE_DIM), "action": entry(ACTION_DIM)}
 
 
 def build() -> dict[str, tuple[torch.nn.Module, str]]:
@@ -62,12 +53,12 @@ def build() -> dict[str, tuple[torch.nn.Module, str]]:
         ("EBT-Policy, adaptive (2, up to 4)", dict(inference_steps=2, max_inference_steps=4, adaptive=True)),
     ):
         torch.manual_seed(0)
-        rows[name] = (EBTPolicy(EBTConfig(**common, **kw), features, _stats()).eval(), "energy descent steps")
+        rows[name] = (EBTPolicy(EBTConfig(**common, **kw), features, synthetic_stats(features)).eval(), "energy descent steps")
     for name, sampler, steps in (("Diffusion Policy DDPM-100", "ddpm", 100), ("Diffusion Policy DDIM-10", "ddim", 10)):
         torch.manual_seed(0)
         cfg = DiffusionConfig(**common, down_dims=(64, 128, 256), kernel_size=5,
                               noise=NoiseScheduleConfig(sampler=sampler, num_inference_steps=steps))
-        rows[name] = (DiffusionPolicy(cfg, features, _stats()).eval(), "denoiser evaluations")
+        rows[name] = (DiffusionPolicy(cfg, features, synthetic_stats(features)).eval(), "denoiser evaluations")
     return rows
 
 

@@ -18,10 +18,9 @@ import argparse
 import os
 import time
 
-import numpy as np
 import torch
 
-from robopolicy.benchmarks import median_ms, provenance, write_section
+from robopolicy.benchmarks import median_ms, provenance, synthetic_stats, write_section
 from robopolicy.policies.diffusion import DiffusionConfig, DiffusionPolicy
 from robopolicy.types import FeatureSpec
 
@@ -40,15 +39,8 @@ def build(name: str) -> DiffusionPolicy:
     down = (512, 1024, 2048) if name == "state-large" else (64, 128, 256)
     cfg = DiffusionConfig(horizon=16, n_obs_steps=2, n_action_steps=8, down_dims=down, kernel_size=5)
 
-    def entry(shape, lo, hi):
-        lo, hi = np.full(shape, lo, np.float32), np.full(shape, hi, np.float32)
-        return {"min": lo, "max": hi, "mean": (lo + hi) / 2, "std": (hi - lo) / 4, "q01": lo, "q99": hi}
-
-    stats = {"observation.state": entry((STATE_DIM,), -1, 1), "action": entry((ACTION_DIM,), -1, 1)}
-    for key in features.image_keys:
-        stats[key] = entry((3, 1, 1), 0, 1)
     torch.manual_seed(0)
-    return DiffusionPolicy(cfg, features, stats)
+    return DiffusionPolicy(cfg, features, synthetic_stats(features))
 
 
 def batch_for(policy: DiffusionPolicy, b: int, with_actions: bool) -> dict:

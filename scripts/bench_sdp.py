@@ -29,10 +29,9 @@ import argparse
 import statistics
 import time
 
-import numpy as np
 import torch
 
-from robopolicy.benchmarks import provenance, write_section
+from robopolicy.benchmarks import provenance, synthetic_stats, write_section
 from robopolicy.policies.diffusion import DiffusionConfig, DiffusionPolicy
 from robopolicy.policies.streaming_diffusion import SDPConfig, StreamingDiffusionPolicy
 from robopolicy.samplers import NoiseScheduleConfig
@@ -41,24 +40,16 @@ from robopolicy.types import FeatureSpec
 STATE_DIM, ACTION_DIM, HORIZON, N_OBS = 39, 4, 16, 2
 
 
-def _stats() -> dict:
-    def entry(n):
-        lo, hi = -np.ones(n, np.float32), np.ones(n, np.float32)
-        return {"min": lo, "max": hi, "mean": lo * 0, "std": hi, "q01": lo, "q99": hi}
-
-    return {"observation.state": entry(STATE_DIM), "action": entry(ACTION_DIM)}
-
-
 def build(kind: str, sdp_steps: int = 1):
     """kind: sdp | ddpm100 | ddim10 (all reactive: one action per call)."""
     features = FeatureSpec(action_dim=ACTION_DIM, state_dim=STATE_DIM)
     common = dict(horizon=HORIZON, n_obs_steps=N_OBS, n_action_steps=1, down_dims=(64, 128, 256), kernel_size=5)
     torch.manual_seed(0)
     if kind == "sdp":
-        return StreamingDiffusionPolicy(SDPConfig(**common, steps_per_act=sdp_steps), features, _stats()).eval()
+        return StreamingDiffusionPolicy(SDPConfig(**common, steps_per_act=sdp_steps), features, synthetic_stats(features)).eval()
     sampler, steps = {"ddpm100": ("ddpm", 100), "ddim10": ("ddim", 10)}[kind]
     cfg = DiffusionConfig(**common, noise=NoiseScheduleConfig(sampler=sampler, num_inference_steps=steps))
-    return DiffusionPolicy(cfg, features, _stats()).eval()
+    return DiffusionPolicy(cfg, features, synthetic_stats(features)).eval()
 
 
 def run(n_steps: int, warmup: int, sdp_steps: list[int], seed: int) -> dict[str, dict[str, float]]:
