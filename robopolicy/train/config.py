@@ -43,9 +43,10 @@ class TrainConfig:
     cameras: Optional[list[str]] = None
     """Camera subset for obs=image (None = the suite's first camera)."""
     dataset: Optional[str] = None
-    """Dataset folder (LeRobotDataset v3.0); default datasets/<env>_<obs>. Recorded if missing."""
+    """Dataset folder (LeRobotDataset v3.0); default datasets/<env>_<obs>. Recorded if missing; an
+    existing named folder is used as it is and never appended to."""
     episodes: int = 100
-    """Expert demonstrations per task to record when the dataset is missing or short."""
+    """Expert demonstrations per task to record into a missing dataset or a short default one."""
     use_language: Optional[bool] = None
     """Condition on the task instruction (None = only for multi-task suites)."""
     run_name: Optional[str] = None

@@ -16,13 +16,29 @@ from robopolicy.train.trainer import Trainer, seed_everything
 
 
 def ensure_dataset(cfg: TrainConfig, suite) -> Path:
-    """Record expert demonstrations into ``cfg.dataset`` unless enough are already there."""
+    """The dataset folder to train on, with expert demonstrations recorded where that is safe.
+
+    Without ``cfg.dataset`` the folder is the recorder's cache ``datasets/<env>_<obs>``: recorded
+    if missing and topped up to ``cfg.episodes`` per task. A folder named by ``cfg.dataset`` is
+    recorded only if it does not exist yet; an existing one is used as it is, never written to,
+    since it may hold other data (a robot's, or a recording made with other settings). Add
+    episodes to it with ``python -m robopolicy.cli.record``.
+    """
     from robopolicy.data import record_dataset
 
+    named = bool(cfg.dataset)
     path = Path(cfg.dataset or default_dataset_path(cfg.env, cfg.obs))
     info = path / "meta" / "info.json"
     wanted = cfg.episodes * len(suite.tasks)
     have = json.loads(info.read_text()).get("total_episodes", 0) if info.exists() else 0
+    if named and info.exists():
+        if have < wanted:
+            print(f"dataset {path} holds {have} episodes (episodes={cfg.episodes} asks {wanted}); training on "
+                  f"them as they are: a named dataset is never appended to")
+        return path
+    if named and path.exists() and any(path.iterdir()):
+        raise FileNotFoundError(f"{path} exists but has no {info.relative_to(path)}: not a LeRobot dataset, and "
+                                f"the trainer will not record into a folder that holds other files")
     if have < wanted:
         print(f"recording {wanted - have} more expert episodes of {cfg.env} ({cfg.obs}) into {path}")
         record_dataset(cfg.env, str(path), episodes=cfg.episodes, obs=cfg.obs, image_size=cfg.image_size)
