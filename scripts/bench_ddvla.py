@@ -80,7 +80,7 @@ def cost_table(res: dict[str, dict[str, float]]) -> str:
     return "\n".join(rows)
 
 
-def bench_success(args) -> tuple[list[dict], str]:
+def bench_success(args) -> tuple[list[dict], str, str]:
     from robopolicy.eval.sweep import checkpoint_meta, sweep
 
     step_dir, meta = checkpoint_meta(args.checkpoint, "ddvla")
@@ -91,7 +91,7 @@ def bench_success(args) -> tuple[list[dict], str]:
     settings.append((f"parallel, {top} rounds, no remask", {"decode_mode": "parallel", "decode_rounds": top, "remask": False}, top))
     if args.autoregressive:
         settings.append(("autoregressive", {"decode_mode": "autoregressive"}, n_tokens))
-    return sweep(step_dir, settings, args.episodes, args.n_envs, args.seed), str(step_dir)
+    return sweep(step_dir, settings, args.episodes, args.n_envs, args.seed), str(step_dir), meta["env"]
 
 
 def main() -> None:
@@ -112,11 +112,11 @@ def main() -> None:
     if args.checkpoint:
         from robopolicy.eval.sweep import sweep_table
 
-        rows, step_dir = bench_success(args)
+        rows, step_dir, env = bench_success(args)
         body = (f"Checkpoint `{step_dir}`, evaluated with each decoding setting through eval-time policy_overrides "
                 f"(same weights, EMA), {args.episodes} episodes per task on held-out initial states, seed {args.seed}.\n\n"
                 + sweep_table(rows, "decoding", "decoder evals / chunk") + "\n\n" + provenance())
-        title = "Discrete Diffusion VLA: success vs decoding rounds and remasking"
+        title = f"Discrete Diffusion VLA: success vs decoding rounds and remasking ({env})"
     else:
         load_before = os.getloadavg()[0]
         res = bench_cost(args.reps, args.rounds_cost)

@@ -108,7 +108,7 @@ def table(res: dict[str, dict[str, float]]) -> str:
 def success_vs_steps(args) -> None:
     from robopolicy.eval.sweep import checkpoint_meta, sweep, sweep_table
 
-    step_dir, _ = checkpoint_meta(args.checkpoint, "ebt")
+    step_dir, meta = checkpoint_meta(args.checkpoint, "ebt")
     settings = [(f"{k} step{'s' * (k > 1)}, fixed", {"inference_steps": k, "adaptive": False}, k) for k in (1, 2, 4)]
     settings.append(("adaptive (2, up to 4)", {"inference_steps": 2, "max_inference_steps": 4, "adaptive": True}, "2-4"))
     rows = sweep(step_dir, settings, args.episodes, args.n_envs, args.seed, perturb_step=args.perturb_step)
@@ -123,7 +123,7 @@ def success_vs_steps(args) -> None:
             + sweep_table(rows, "energy descent", "descent steps / chunk") + "\n\n" + provenance())
     print(body)
     if not args.no_doc:
-        title = "EBT-Policy: success vs descent steps (trained checkpoint)"
+        title = f"EBT-Policy: success vs descent steps (trained checkpoint, {meta['env']})"
         write_section(title + (f", object displaced at step {args.perturb_step}" if args.perturb_step else ""), body)
 
 

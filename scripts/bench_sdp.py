@@ -117,7 +117,7 @@ def success_vs_steps(args, sdp_steps: list[int]) -> None:
             + sweep_table(rows, "setting", "denoiser evals / control step") + "\n\n" + provenance())
     print(body)
     if not args.no_doc:
-        write_section("Streaming Diffusion Policy: success vs denoising steps per control step", body)
+        write_section(f"Streaming Diffusion Policy: success vs denoising steps per control step ({meta['env']})", body)
 
 
 def main() -> None:

@@ -12,11 +12,18 @@ from robopolicy.train.checkpoint import resolve_checkpoint
 
 
 def checkpoint_meta(checkpoint: str | Path, family: str) -> tuple[Path, dict[str, Any]]:
-    """(step folder, meta.json) of a checkpoint, which must hold a ``family`` policy."""
+    """(step folder, meta.json) of a checkpoint, which must hold a ``family`` policy. The meta
+    gains ``env``: the suite the run trained on (from its config.yaml), which names the tables."""
+    from omegaconf import OmegaConf
+
     step_dir = resolve_checkpoint(checkpoint)
     meta = json.loads((step_dir / "meta.json").read_text())
     if meta["policy"] != family:
         raise SystemExit(f"{step_dir} holds a {meta['policy']!r} policy, not {family}")
+    config = step_dir / "config.yaml"
+    meta["env"] = OmegaConf.load(config).get("env") if config.exists() else None
+    if not meta["env"]:
+        raise SystemExit(f"{step_dir} has no config.yaml naming its env: the sweep cannot tell which suite to run")
     return step_dir, meta
 
 

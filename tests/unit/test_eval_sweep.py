@@ -33,11 +33,15 @@ def test_multi_task_table_adds_a_column_per_task():
     assert md[2].endswith("| 100% | 25% |")
 
 
-def test_checkpoint_of_another_family_is_refused(tmp_path):
+def test_checkpoint_of_another_family_is_refused_and_its_env_is_read(tmp_path):
     step = tmp_path / "run" / "step_00000010"
     step.mkdir(parents=True)
     (step / "meta.json").write_text(json.dumps({"policy": "diffusion", "step": 10}))
     (tmp_path / "run" / "last").write_text("step_00000010")
     with pytest.raises(SystemExit, match="holds a 'diffusion' policy, not sdp"):
         checkpoint_meta(tmp_path / "run", "sdp")
-    assert checkpoint_meta(tmp_path / "run", "diffusion")[0] == step
+    with pytest.raises(SystemExit, match="no config.yaml naming its env"):
+        checkpoint_meta(tmp_path / "run", "diffusion")
+    (step / "config.yaml").write_text("env: metaworld/mt1/reach-v3\nsteps: 10\n")
+    got_step, meta = checkpoint_meta(tmp_path / "run", "diffusion")
+    assert got_step == step and meta["env"] == "metaworld/mt1/reach-v3"
