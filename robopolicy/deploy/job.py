@@ -209,10 +209,10 @@ def _policy_side(cfg: DeployJobConfig):
 def checkpoint_env(step_dir: Path, policy: Any) -> dict[str, Any]:
     """The env, observation mode and image size a checkpoint was trained with (from its
     config.yaml, else from the policy's features)."""
-    from omegaconf import OmegaConf
+    from robopolicy.train.checkpoint import load_train_config
 
     cams = policy.features.cameras
-    train_cfg = OmegaConf.load(step_dir / "config.yaml") if (step_dir / "config.yaml").exists() else {}
+    train_cfg = load_train_config(step_dir)
     size = int(next(iter(cams.values()))[1]) if cams else None
     return {"env": train_cfg.get("env"), "obs": train_cfg.get("obs", "image" if cams else "state"),
             "image_size": int(train_cfg.get("image_size", size or 84)), "cameras": list(cams)}

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
-from omegaconf import MISSING, OmegaConf
+from omegaconf import MISSING
 
 
 @dataclass
@@ -44,10 +44,10 @@ def run_eval(cfg: EvalJobConfig, progress: bool = True) -> dict:
 
     from robopolicy.cli.common import pick_device, slug
     from robopolicy.eval import evaluate
-    from robopolicy.train.checkpoint import load_policy, resolve_checkpoint
+    from robopolicy.train.checkpoint import load_policy, load_train_config, resolve_checkpoint
 
     step_dir = resolve_checkpoint(cfg.checkpoint)
-    train_cfg = OmegaConf.load(step_dir / "config.yaml") if (step_dir / "config.yaml").exists() else {}
+    train_cfg = load_train_config(step_dir)
     env = cfg.env or train_cfg.get("env")
     if env is None:
         raise ValueError(f"{step_dir} has no config.yaml naming its env: pass env=<suite>")

@@ -8,20 +8,17 @@ import json
 from pathlib import Path
 from typing import Any
 
-from robopolicy.train.checkpoint import resolve_checkpoint
+from robopolicy.train.checkpoint import load_train_config, resolve_checkpoint
 
 
 def checkpoint_meta(checkpoint: str | Path, family: str) -> tuple[Path, dict[str, Any]]:
     """(step folder, meta.json) of a checkpoint, which must hold a ``family`` policy. The meta
     gains ``env``: the suite the run trained on (from its config.yaml), which names the tables."""
-    from omegaconf import OmegaConf
-
     step_dir = resolve_checkpoint(checkpoint)
     meta = json.loads((step_dir / "meta.json").read_text())
     if meta["policy"] != family:
         raise SystemExit(f"{step_dir} holds a {meta['policy']!r} policy, not {family}")
-    config = step_dir / "config.yaml"
-    meta["env"] = OmegaConf.load(config).get("env") if config.exists() else None
+    meta["env"] = load_train_config(step_dir).get("env")
     if not meta["env"]:
         raise SystemExit(f"{step_dir} has no config.yaml naming its env: the sweep cannot tell which suite to run")
     return step_dir, meta

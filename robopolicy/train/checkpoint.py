@@ -131,6 +131,15 @@ def resolve_checkpoint(path: str | Path) -> Path:
     raise FileNotFoundError(f"{path} holds no checkpoint (no meta.json, no 'last', no step_* folder)")
 
 
+def load_train_config(step_dir: Path) -> dict[str, Any]:
+    """The training config saved with a checkpoint (its env, obs, image_size, ...), or {} for a
+    step folder written without one."""
+    from omegaconf import OmegaConf
+
+    path = Path(step_dir) / "config.yaml"
+    return OmegaConf.to_container(OmegaConf.load(path), resolve=True) if path.is_file() else {}
+
+
 def load_state(step_dir: Path, use_ema: bool = True) -> dict[str, torch.Tensor]:
     if use_ema and (step_dir / "ema.safetensors").exists():
         return load_file(str(step_dir / "ema.safetensors"))

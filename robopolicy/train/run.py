@@ -32,11 +32,14 @@ def ensure_dataset(cfg: TrainConfig, suite) -> Path:
     wanted = cfg.episodes * len(suite.tasks)
     have = json.loads(info.read_text()).get("total_episodes", 0) if info.exists() else 0
     if named and info.exists():
+        if have == 0:
+            raise ValueError(f"dataset {path} holds no episodes (an interrupted recording?): finish it with "
+                             f"python -m robopolicy.cli.record output={path} ..., or name another dataset")
         if have < wanted:
             print(f"dataset {path} holds {have} episodes (episodes={cfg.episodes} asks {wanted}); training on "
                   f"them as they are: a named dataset is never appended to")
         return path
-    if named and path.exists() and any(path.iterdir()):
+    if named and path.exists() and (not path.is_dir() or any(path.iterdir())):
         raise FileNotFoundError(f"{path} exists but has no {info.relative_to(path)}: not a LeRobot dataset, and "
                                 f"the trainer will not record into a folder that holds other files")
     if have < wanted:

@@ -41,20 +41,27 @@ def test_named_missing_dataset_is_recorded(tmp_path, recorded):
     assert args == ("metaworld/mt1/push-v3", str(tmp_path / "new")) and kwargs["episodes"] == 7
 
 
-def test_named_folder_with_other_files_is_refused(tmp_path, recorded):
+def test_named_folder_with_other_files_or_no_episodes_is_refused(tmp_path, recorded):
     (tmp_path / "stuff").mkdir()
     (tmp_path / "stuff" / "notes.txt").write_text("mine")
     cfg = TrainConfig(env="metaworld/mt1/push-v3", dataset=str(tmp_path / "stuff"), episodes=7)
     with pytest.raises(FileNotFoundError, match="not a LeRobot dataset"):
         ensure_dataset(cfg, SUITE)
     assert recorded == [] and (tmp_path / "stuff" / "notes.txt").read_text() == "mine"
+    empty = _dataset(tmp_path / "interrupted", 0)
+    with pytest.raises(ValueError, match="holds no episodes"):
+        ensure_dataset(TrainConfig(dataset=str(empty)), SUITE)
+    assert recorded == []
 
 
-def test_default_cache_is_topped_up(tmp_path, recorded, monkeypatch):
+def test_default_cache_is_recorded_then_topped_up_then_left_alone(tmp_path, recorded, monkeypatch):
     monkeypatch.chdir(tmp_path)
     cfg = TrainConfig(env="metaworld/mt1/push-v3", episodes=5)
     path = ensure_dataset(cfg, SUITE)
-    assert len(recorded) == 1
-    _dataset(tmp_path / path, 10)  # now full: 5 per task x 2 tasks
+    assert len(recorded) == 1  # missing: recorded
+    _dataset(tmp_path / path, 3)
     ensure_dataset(cfg, SUITE)
-    assert len(recorded) == 1
+    assert len(recorded) == 2 and recorded[1][1]["episodes"] == 5  # short: topped up to 5 per task
+    (tmp_path / path / "meta" / "info.json").write_text(json.dumps({"total_episodes": 10}))
+    ensure_dataset(cfg, SUITE)
+    assert len(recorded) == 2  # full (5 per task x 2 tasks): left alone
