@@ -16,6 +16,10 @@ def _main(cfg: DictConfig) -> float:
 
     policy_name = HydraConfig.get().runtime.choices["policy"]
     result = run_training(OmegaConf.to_object(cfg), policy_name)
+    if result["success_rate"] is None:
+        print(f"\ntrained {result['train_steps']} steps in {result['train_minutes']:.1f} min (eval.episodes=0: "
+              f"not evaluated; run robopolicy-eval checkpoint={result['run_dir']}); run folder {result['run_dir']}")
+        return float("nan")
     print(f"\nsuccess rate {result['success_rate']:.1%} over {result['episodes']} episodes "
           f"(95% CI {result['ci95'][0]:.1%}-{result['ci95'][1]:.1%}) after {result['train_steps']} steps, "
           f"{result['train_minutes']:.1f} min of training; run folder {result['run_dir']}")

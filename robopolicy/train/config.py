@@ -13,7 +13,7 @@ class EvalConfig:
     """Evaluation rollouts (after training, periodically during it, and in robopolicy-eval)."""
 
     episodes: int = 50
-    """Episodes per task, on the suite's held-out ("eval") initial states."""
+    """Episodes per task, on the suite's held-out ("eval") initial states (0 = train only, no final evaluation)."""
     n_envs: int = 2
     """Environments stepped in parallel worker processes (both cores)."""
     videos: int = 3
@@ -26,6 +26,18 @@ class EvalConfig:
     """Episodes per task for the periodic evaluation during training."""
     perturb_step: int = 0
     """0 = no perturbation; else displace the object once at this env step (recovery test)."""
+
+    def __post_init__(self):
+        # checked when the config is built, so a bad value fails before training rather than after it
+        bad = {k: v for k, v in (("episodes", self.episodes), ("videos", self.videos), ("every", self.every),
+                                 ("perturb_step", self.perturb_step)) if v < 0}
+        if self.n_envs < 1 or self.during_episodes < 1:
+            bad.update(n_envs=self.n_envs, during_episodes=self.during_episodes)
+        if bad:
+            raise ValueError(f"eval: episodes, videos, every, perturb_step must be >= 0 and n_envs, "
+                             f"during_episodes >= 1; got {bad}")
+        if self.scheduler not in ("sync", "ensemble", "async"):
+            raise ValueError(f"eval.scheduler must be sync, ensemble or async; got {self.scheduler!r}")
 
 
 @dataclass

@@ -55,7 +55,8 @@ def build_policy(policy_name: str, policy_cfg: Any, features, stats):
 
 
 def run_training(cfg: TrainConfig, policy_name: str, progress: bool = True) -> dict:
-    """Train ``policy_name`` as ``cfg`` says, evaluate it, and return the evaluation summary."""
+    """Train ``policy_name`` as ``cfg`` says, evaluate it, and return the evaluation summary
+    (``eval.episodes=0``: train only; the summary then holds no success rate)."""
     from envs import make_suite
     from robopolicy.data import LeRobotDataset
     from robopolicy.eval import evaluate
@@ -102,6 +103,9 @@ def run_training(cfg: TrainConfig, policy_name: str, progress: bool = True) -> d
     t0 = time.monotonic()
     ema_policy = trainer.fit()
     train_minutes = (time.monotonic() - t0) / 60
+    if cfg.eval.episodes == 0:
+        return {"success_rate": None, "episodes": 0, "train_steps": trainer.step,
+                "train_minutes": train_minutes, "run_dir": str(run_dir)}
     result = evaluate(
         ema_policy, cfg.env, episodes=cfg.eval.episodes, obs=cfg.obs, image_size=cfg.image_size,
         n_envs=cfg.eval.n_envs, scheduler=cfg.eval.scheduler, video_dir=run_dir / "videos",

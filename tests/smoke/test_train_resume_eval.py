@@ -57,6 +57,14 @@ def test_train_kill_resume_evaluate(tmp_path):
 
     from robopolicy.cli.configstore import CONFIG_DIR
 
+    # eval.episodes=0 trains only: no success rate, no evaluation folder
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+        cfg = compose("train", overrides=[a for a in _train_cmd(tmp_path, killed_at + 2)[3:]]
+                      + ["resume=true", "eval.episodes=0"])
+    only = run_training(OmegaConf.to_object(cfg), "diffusion", progress=False)
+    assert only["success_rate"] is None and only["train_steps"] == killed_at + 2
+    assert not list((tmp_path / "ckpt" / "smoke").glob("**/eval_*"))
+
     target = killed_at + 5
     with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
         cfg = compose("train", overrides=[a for a in _train_cmd(tmp_path, target)[3:]] + ["resume=true"])

@@ -39,3 +39,12 @@ def test_wrong_key_or_value_is_refused(override):
     with pytest.raises((ConfigCompositionException, Exception)) as e:
         OmegaConf.to_object(_compose(override))
     assert any(w in str(e.value) for w in ("bogus", "abc", "nope")), str(e.value)
+
+
+@pytest.mark.parametrize("override,word", [("eval.episodes=-1", "episodes"), ("eval.n_envs=0", "n_envs"),
+                                           ("eval.scheduler=nope", "scheduler")])
+def test_bad_eval_settings_fail_before_training(override, word):
+    with pytest.raises(Exception) as e:
+        OmegaConf.to_object(_compose(override))
+    assert word in str(e.value), str(e.value)
+    assert OmegaConf.to_object(_compose("eval.episodes=0")).eval.episodes == 0  # 0 = train only
