@@ -185,6 +185,8 @@ def evaluate(
         "perturb_step": perturb_step,
         "perturbed_episodes": sum(bool(e.get("perturbed")) for e in acc.episodes),
         "uncertainty": _uncertainty_summary(acc.episodes),
+        # mean sampler steps per env and inference call, for policies that report them (adaptive EBT)
+        "compute_steps_per_call": acc.compute[0] / acc.compute[1] if acc.compute[1] else None,
         "scheduler_stats": acc.sched_stats,
         "solved_at_reset": acc.solved_at_reset,
         "videos": [e["video"] for e in acc.episodes if e["video"]],
@@ -214,6 +216,7 @@ class _Accumulator:
         self.sched_stats: dict[str, int] = {}
         self.video_notes: list[str] = []
         self.env_steps = 0
+        self.compute = [0.0, 0]  # sum and count of per-env compute steps an adaptive sampler reported
         self.successes = 0
         self.solved_at_reset = 0
 
@@ -221,6 +224,8 @@ class _Accumulator:
             sched_stats: dict[str, int], video_dir: Path | None, fps: float) -> None:
         self.latencies += res.latencies
         self.env_steps += res.steps * n_envs
+        self.compute[0] += res.compute_steps[0]
+        self.compute[1] += res.compute_steps[1]
         for k, v in sched_stats.items():  # a scheduler's counters restart with every batch
             self.sched_stats[k] = self.sched_stats.get(k, 0) + int(v)
         for i, trial in enumerate(trials):

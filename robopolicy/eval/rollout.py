@@ -46,6 +46,9 @@ class BatchResult:
     (NaN for an env that got none); None when the policy never reported uncertainty."""
     uncertainty_max: np.ndarray | None = None
     """(B,) float: the maximum of the same values."""
+    compute_steps: tuple[float, int] = (0.0, 0)
+    """(sum, count) of the policy's ``info["compute_steps"]`` (steps an adaptive sampler spent per
+    env and call) over the live envs' inference calls; (0, 0) when it reports none."""
 
 
 def _info_flag(infos: dict, n: int) -> np.ndarray:
@@ -99,6 +102,7 @@ def run_batch(
     latencies: list[float] = []
     perturbed = np.zeros(n, dtype=bool) if perturb_step > 0 else None
     u_sum, u_count, u_max = np.zeros(n), np.zeros(n, dtype=np.int64), np.full(n, -np.inf)
+    c_sum, c_count = 0.0, 0
 
     def grab(live: np.ndarray) -> None:
         if not frames or frame_fn is None:
@@ -133,6 +137,10 @@ def run_batch(
                 u_sum[live] += u[live]
                 u_count[live] += 1
                 u_max[live] = np.maximum(u_max[live], u[live])
+            if "compute_steps" in chunk.info:
+                live = ~(success | ended)
+                c_sum += float(_per_env(chunk.info["compute_steps"], n)[live].sum())
+                c_count += int(live.sum())
             if latency_steps == 0 or step == 0:
                 scheduler.push(chunk, now)
             else:
@@ -162,7 +170,8 @@ def run_batch(
                        solved_at_reset=solved_at_reset, perturbed=perturbed,
                        uncertainty_mean=np.where(reported, u_sum / np.maximum(u_count, 1), np.nan)
                        if reported.any() else None,
-                       uncertainty_max=np.where(reported, u_max, np.nan) if reported.any() else None)
+                       uncertainty_max=np.where(reported, u_max, np.nan) if reported.any() else None,
+                       compute_steps=(c_sum, c_count))
 
 
 def _per_env(value, n: int) -> np.ndarray:

@@ -52,7 +52,9 @@ def sweep_table(rows: list[dict[str, Any]], setting: str, cost: str) -> str:
     for r in rows:
         res = r["res"]
         p50 = (res.get("latency") or {}).get("p50_s")
-        line = (f"| {r['label']} | {r['cost']} | {res['success_rate']:.0%} | {res['ci95'][0]:.0%}-{res['ci95'][1]:.0%} "
+        used = res.get("compute_steps_per_call")  # what an adaptive sampler really spent
+        cost = r["cost"] if used is None else f"{r['cost']} (mean {used:.2f})"
+        line = (f"| {r['label']} | {cost} | {res['success_rate']:.0%} | {res['ci95'][0]:.0%}-{res['ci95'][1]:.0%} "
                 f"| {res['episodes']} | {res['mean_length']:.0f} | {'' if p50 is None else f'{1e3 * p50:.1f}'} |")
         if multi:
             line += "".join(f" {res['tasks'][t]['success_rate']:.0%} |" for t in tasks)

@@ -60,8 +60,8 @@ def test_fixed_descent_follows_the_quadratic_contraction():
 
 def test_adaptive_stop_fewer_steps_on_plateau_more_while_above_threshold():
     center, y0 = torch.zeros(3, 4, 3), torch.ones(3, 4, 3)
-    # Element 0: a step of 1 on curvature 1 lands on the minimum -> the next step gains nothing.
-    # Elements 1, 2: curvature 0.2 -> the energy keeps falling by 36% per step.
+    # Element 0: a step of 1 on curvature 1 lands on the minimum -> the next step moves nothing.
+    # Elements 1, 2: curvature 0.2 -> each step moves the chunk by 20% of its distance to the minimum.
     energy = _quadratic(center, torch.tensor([1.0, 0.2, 0.2]))
     kw = dict(step_size=1.0, steps=3, max_steps=6, tol=0.01)
     high = descend(energy, y0, threshold=-1.0, **kw)  # every energy counts as high
@@ -74,6 +74,18 @@ def test_adaptive_stop_fewer_steps_on_plateau_more_while_above_threshold():
     # Stopped elements keep their iterate and energy while the others go on.
     assert torch.allclose(high.y[0], center[0]) and high.energy[0] == 0
     assert torch.allclose(high.y[1], 0.8**6 * y0[1], atol=1e-6)
+
+
+def test_convergence_is_judged_by_the_step_not_by_the_energy_offset():
+    # The same landscape shifted by a large constant: a relative energy tolerance would call it
+    # flat at once; the step length sees the chunk still moving and descends the same way.
+    center, y0 = torch.zeros(1, 4, 3), torch.ones(1, 4, 3)
+    base, shifted = _quadratic(center, torch.tensor([0.5])), lambda y: _quadratic(center, torch.tensor([0.5]))(y) - 1e4
+    kw = dict(step_size=1.0, steps=2, max_steps=8, tol=0.01, threshold=-math.inf)
+    a, b = descend(base, y0, **kw), descend(shifted, y0, **kw)
+    # each step halves the distance: moves 0.5, 0.25, ..., 2^-k <= 0.01 first after step 7
+    assert a.steps.tolist() == b.steps.tolist() == [7]
+    assert torch.allclose(a.y, b.y) and torch.allclose(a.y, 0.5**7 * y0)
 
 
 def test_descend_takes_gradients_under_inference_mode():
@@ -165,7 +177,7 @@ def test_act_reports_uncertainty_and_steps_and_carries_the_chunk():
     assert actions.shape == (3, 4, A)
     unc = state.info["uncertainty"]
     assert unc.shape == (3,) and torch.isfinite(unc).all()
-    assert state.info["energy_steps"] == int(state.info["energy_steps_per_sample"].max())
+    assert state.info["energy_steps"] == int(state.info["compute_steps"].max())
     assert 1 <= state.info["energy_steps"] <= policy.config.max_inference_steps
     assert state.tensors["chunk"].shape == (3, 8, A) and state2.step == 2
     # The returned uncertainty is the energy of the chunk the policy keeps.

@@ -211,3 +211,22 @@ def test_bad_uncertainty_is_an_error():
 
     with pytest.raises(ValueError, match=r"uncertainty.*\(2,\)"):
         evaluate(Wrong(), PointSuite(), episodes=2, n_envs=2, vector="sync", n_videos=0, progress=False)
+
+
+class ComputePolicy(GoalPolicy):
+    """GoalPolicy reporting ``compute_steps`` = this episode's call count so far, per env."""
+
+    def act(self, obs, state):
+        chunk, new = super().act(obs, state)
+        return chunk, PolicyState(tensors=new.tensors, step=new.step,
+                                  info={**new.info, "compute_steps": new.tensors["calls"].double()})
+
+
+def test_compute_steps_are_averaged_over_live_calls():
+    r = evaluate(ComputePolicy(n_action_steps=4), PointSuite(), episodes=3, n_envs=2, vector="sync",
+                 n_videos=0, progress=False)
+    calls = [math.ceil(e["length"] / 4) for e in r["per_episode"]]  # calls while each env was live
+    expected = sum(c * (c + 1) / 2 for c in calls) / sum(calls)
+    assert r["compute_steps_per_call"] == pytest.approx(expected)
+    plain = evaluate(GoalPolicy(), PointSuite(), episodes=1, n_envs=2, vector="sync", n_videos=0, progress=False)
+    assert plain["compute_steps_per_call"] is None

@@ -68,14 +68,15 @@ class EBTConfig(PolicyConfig):
     """Std of the noise on those simulated warm starts (normalized units)."""
 
     # --- inference -----------------------------------------------------------------------------
-    inference_steps: int = 2
-    """Nominal descent steps per chunk."""
-    max_inference_steps: int = 4
-    """Most descent steps when the energy stays above the calibrated threshold."""
+    inference_steps: int = 4
+    """Most descent steps per chunk while the energy is at or below the calibrated threshold."""
+    max_inference_steps: int = 8
+    """Most descent steps while the energy stays above the calibrated threshold."""
     adaptive: bool = True
-    """Adaptive stopping (plateau / threshold); False runs exactly ``inference_steps`` steps."""
+    """Adaptive stopping (converged / threshold); False runs exactly ``inference_steps`` steps."""
     stop_tol: float = 0.01
-    """Stop when the energy's relative decrease over one step is at most this."""
+    """Converged: stop once the last step moved the chunk by at most this (root-mean-square, in
+    normalized action units, i.e. 0.5% of the demonstrations' range for min_max)."""
     energy_quantile: float = 0.9
     """Threshold = this running quantile of the final training energies (saved in the checkpoint)."""
     energy_momentum: float = 0.99

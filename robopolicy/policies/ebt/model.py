@@ -21,13 +21,15 @@ from ``y_0`` = pure noise, or (warm start) the previous call's chunk shifted by 
 ``n_action_steps`` actions executed since, its last action held to fill the end. The step size
 ``a = exp(c * s)`` is learned (``c = step_size_lr_scale`` gives the log step size a larger
 effective learning rate). The descent is adaptive (``robopolicy.samplers.energy.descend``): an
-element stops when its energy stops falling (relative decrease <= ``stop_tol``), or after
-``inference_steps`` steps if its energy is at or below ``energy_threshold``; while it stays above,
-it keeps descending up to ``max_inference_steps``. The threshold is a running quantile
+element stops once it has converged (its last step moved the chunk by at most ``stop_tol``, RMS in
+normalized action units: the energy has stopped falling), or after ``inference_steps`` steps if
+its energy is at or below ``energy_threshold``; while it stays above, it keeps descending up to
+``max_inference_steps``. (A tolerance on the energy's own decrease stops too soon: near a minimum
+the energy is flat to first order while the chunk still moves, see ``descend``.) The threshold is a running quantile
 (``energy_quantile``, momentum ``energy_momentum``) of the final-iterate energies seen in training,
 a buffer saved in the checkpoint (``inf`` until trained: then it never extends). The final energy
 is the policy's uncertainty: ``state.info["uncertainty"]`` (B,), with ``state.info["energy_steps"]``
-(most steps any element used) and ``["energy_steps_per_sample"]`` (B,).
+(most steps any element used) and ``["compute_steps"]`` (B,), which the evaluator averages.
 
 Training unrolls that optimization and supervises its iterates against the demonstration chunk
 ``x`` (normalized, padded slots masked out):
@@ -228,7 +230,7 @@ class EBTPolicy(Policy):
         info = {
             "uncertainty": res.energy,
             "energy_steps": int(res.steps.max()),
-            "energy_steps_per_sample": res.steps,
+            "compute_steps": res.steps,
             "energy_threshold": float(self.energy_threshold),
         }
         # The kept chunk is the descent's end point itself, whose energy ``uncertainty`` is.
