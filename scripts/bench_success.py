@@ -9,13 +9,18 @@ docs/benchmarks.md.
 Each task's result is kept in results/<policy>_<obs>/<task>.json, so several invocations (e.g.
 two in parallel, one thread each) fill one table; the table lists every task found there. A
 multi-task suite (e.g. ``--tasks metaworld/mt10 --obs image image_size=64``: one policy for all
-its tasks) keeps each task's success from the evaluation summary and fills one table row per task
-plus the suite's average.
+its tasks) is its own benchmark: results/<policy>_<obs>_<suite>/, its own section with one row per
+task (from the evaluation summary) plus the suite's average, and with ``--compare OTHER`` a
+side-by-side section against another family's result on the same suite:
+
+    python scripts/bench_success.py --policy ddvla --obs image --tasks metaworld/mt10 --table-only \
+        --compare diffusion
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 from pathlib import Path
 
@@ -117,17 +122,19 @@ def main() -> None:
                     help="no training: re-evaluate each task's saved checkpoint (same episodes and seed) with "
                          "these eval-time policy overrides, e.g. after a family's default inference changed; "
                          "the row keeps its training columns and records the re-evaluation")
+    ap.add_argument("--compare", default=None, metavar="POLICY",
+                    help="for a multi-task suite: also write a side-by-side section against this family's result")
     ap.add_argument("overrides", nargs="*", help="extra Hydra overrides, e.g. policy.n_action_steps=4")
     args = ap.parse_args()
 
     from robopolicy.cli.common import slug
     from robopolicy.train.run import run_training
 
-    out_dir = ROOT / "results" / f"{args.policy}_{args.obs}"
-    out_dir.mkdir(parents=True, exist_ok=True)
     for task in [] if args.table_only or not args.reeval_with else args.tasks:
-        _reevaluate(out_dir / f"{slug(task)}.json", args)
+        _reevaluate(_results_dir(args.policy, args.obs, task) / f"{slug(task)}.json", args)
     for task in [] if args.table_only or args.reeval_with else args.tasks:
+        out_dir = _results_dir(args.policy, args.obs, task)
+        out_dir.mkdir(parents=True, exist_ok=True)
         cfg, overrides = _train_cfg(args, task)
         res = run_training(cfg, args.policy)
         row = {k: res[k] for k in ("success_rate", "ci95", "episodes", "mean_length", "train_steps",
@@ -140,7 +147,40 @@ def main() -> None:
         print(f"{task}: success {row['success_rate']:.0%} after {row['train_steps']} steps")
     if args.no_write:
         return
+    suites = [t for t in args.tasks if _suite(t)]
+    if not suites or len(suites) < len(args.tasks):
+        _write_table(args, None)
+    for suite in suites:
+        _write_table(args, suite)
+        if args.compare:
+            _write_comparison(args, suite)
+
+
+@functools.lru_cache(maxsize=None)
+def _suite(task: str) -> str | None:
+    """``task`` when it names a multi-task suite (one policy for all its tasks), else None."""
+    from envs import list_suites, make_suite
+
+    if task not in list_suites() or task.startswith("metaworld/mt1/"):
+        return None
+    return task if len(make_suite(task).tasks) > 1 else None
+
+
+def _results_dir(policy: str, obs: str, task: str) -> Path:
+    from robopolicy.cli.common import slug
+
+    suite = _suite(task)
+    return ROOT / "results" / (f"{policy}_{obs}" + (f"_{slug(suite)}" if suite else ""))
+
+
+def _write_table(args, suite: str | None) -> None:
+    """Rewrite the section of single-task results (suite None) or of one multi-task suite."""
+    from robopolicy.cli.common import slug
+
+    out_dir = ROOT / "results" / (f"{args.policy}_{args.obs}" + (f"_{slug(suite)}" if suite else ""))
     rows = [json.loads(p.read_text()) for p in sorted(out_dir.glob("*.json"))]
+    if not rows:
+        raise SystemExit(f"no results in {out_dir}: run the benchmark first")
     lines = table(rows)
     runs = "\n".join(f"- {r['task']}: " + r["command"].strip().replace("  \n", "; ").replace("\n", " ")
                       + "".join(f"; re-evaluated with {', '.join(f'{k}={v}' for k, v in e['policy_overrides'].items())}"
@@ -148,7 +188,7 @@ def main() -> None:
                                 .replace("\n", " ") for e in r.get("reevaluations", []))
                       for r in rows)
     body = ("Expert demonstrations per task (column demos; recorded by the scripted experts on train "
-            f"initial states), evaluation on {args.eval_episodes} held-out initial states per task, EMA "
+            "initial states), evaluation on held-out initial states (column eval episodes, per task), EMA "
             f"weights, each policy's default inference (Diffusion Policy: DDIM-10 chunks of 8 actions; "
             f"SDP: its streaming buffer, one denoising step and one action per control step; ddvla: 12 "
             f"parallel decoding rounds with remasking, chunks of 8 actions; EBT-Policy: adaptive energy "
@@ -158,7 +198,34 @@ def main() -> None:
             f"wall-clock; a run with --threads 1 had one of the 2 cores while another benchmark ran "
             f"on the other.\n\n" + "\n".join(lines)
             + "\n\nEach task's run (command, machine, date):\n\n" + runs + "\n")
-    write_section(f"Success: {args.policy}, {args.obs} observations", body)
+    write_section(f"Success: {args.policy}, {args.obs} observations" + (f", {suite}" if suite else ""), body)
+
+
+def _write_comparison(args, suite: str) -> None:
+    """Side by side, per task and on average, this family against ``--compare`` on one suite."""
+    from robopolicy.cli.common import slug
+
+    res = {}
+    for policy in (args.policy, args.compare):
+        path = ROOT / "results" / f"{policy}_{args.obs}_{slug(suite)}" / f"{slug(suite)}.json"
+        if not path.exists():
+            raise SystemExit(f"--compare: {path} is missing: run the {policy} benchmark on {suite} first")
+        res[policy] = json.loads(path.read_text())
+    a, b = res[args.policy], res[args.compare]
+    lines = [f"| task | {args.policy} | {args.compare} | difference |", "|---|---|---|---|"]
+    for t in a["tasks"]:
+        ra, rb = a["tasks"][t]["success_rate"], b["tasks"].get(t, {}).get("success_rate")
+        lines.append(f"| {t} | {ra:.0%} | {'' if rb is None else f'{rb:.0%}'} | "
+                     f"{'' if rb is None else f'{100 * (ra - rb):+.0f} pts'} |")
+    lines.append(f"| **average** | **{a['success_rate']:.0%}** ({a['ci95'][0]:.0%}-{a['ci95'][1]:.0%}) | "
+                 f"**{b['success_rate']:.0%}** ({b['ci95'][0]:.0%}-{b['ci95'][1]:.0%}) | "
+                 f"{100 * (a['success_rate'] - b['success_rate']):+.0f} pts |")
+    budget = "; ".join(f"{p}: {r['train_steps']} steps in {r['train_minutes']:.0f} min" for p, r in res.items())
+    body = (f"One policy per family for every task of {suite}, trained on the same demonstrations with the same "
+            f"wall-clock budget ({budget}), each evaluated on the same held-out initial states "
+            f"({a['episodes'] // max(len(a['tasks']), 1)} per task); each family's own section lists its exact "
+            "command. Averages with their 95% Wilson intervals.\n\n" + "\n".join(lines) + "\n\n" + provenance())
+    write_section(f"Success: {args.policy} vs {args.compare}, {suite} ({args.obs} observations)", body)
 
 
 if __name__ == "__main__":

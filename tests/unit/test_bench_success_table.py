@@ -6,6 +6,8 @@ from __future__ import annotations
 import importlib.util
 from pathlib import Path
 
+import pytest
+
 SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "bench_success.py"
 
 
@@ -36,3 +38,31 @@ def test_multi_task_suite_has_one_row_per_task_and_the_average():
     assert lines[3] == "| metaworld/mt10: push-v3 | 50 | 0% | 0%-100% | 2 | 90 | | |"
     assert lines[4].startswith("| metaworld/mt10 (average of 2 tasks) | 50 | 25% |")
     assert lines[5] == "| **mean** | | **25%** | | | | | |"
+
+
+def test_comparison_section_per_task_and_average(tmp_path, monkeypatch):
+    import json
+    from types import SimpleNamespace
+
+    spec = importlib.util.spec_from_file_location("bench_success", SCRIPT)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    monkeypatch.setattr(mod, "ROOT", tmp_path)
+    written = {}
+    monkeypatch.setattr(mod, "write_section", lambda title, body: written.update({title: body}))
+    for policy, tasks in (("ddvla", {"reach-v3": 0.5, "push-v3": 0.25}), ("diffusion", {"reach-v3": 0.75, "push-v3": 0.0})):
+        d = tmp_path / "results" / f"{policy}_image_metaworld_mt10"
+        d.mkdir(parents=True)
+        row = _row("metaworld/mt10", sum(tasks.values()) / 2, tasks)
+        row["episodes"] = 4
+        (d / "metaworld_mt10.json").write_text(json.dumps(row))
+    args = SimpleNamespace(policy="ddvla", compare="diffusion", obs="image")
+    mod._write_comparison(args, "metaworld/mt10")
+    (title, body), = written.items()
+    assert title == "Success: ddvla vs diffusion, metaworld/mt10 (image observations)"
+    assert "| reach-v3 | 50% | 75% | -25 pts |" in body and "| push-v3 | 25% | 0% | +25 pts |" in body
+    assert "| **average** | **38%** (10%-90%) | **38%** (10%-90%) | +0 pts |" in body
+    assert "(2 per task)" in body
+    args.compare = "sdp"  # no result for that family: a message, not a half-written table
+    with pytest.raises(SystemExit, match="sdp"):
+        mod._write_comparison(args, "metaworld/mt10")
