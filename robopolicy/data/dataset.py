@@ -25,6 +25,7 @@ import pyarrow as pa
 import torch
 
 from robopolicy.data import layout
+from robopolicy.data.stats import exact_quantiles
 from robopolicy.data.images import decode_image
 from robopolicy.data.metadata import _INTERRUPTED_HINT, DatasetMeta, read_parquet
 from robopolicy.data.video import decode_at, video_duration_s
@@ -283,6 +284,16 @@ class LeRobotDataset(torch.utils.data.Dataset):
     @property
     def stats(self) -> dict | None:
         return self.meta.stats
+
+    def training_stats(self) -> dict | None:
+        """stats.json's statistics, with the action's quantiles recomputed exactly over the loaded
+        frames (see ``stats.exact_quantiles``: the stored ones average per-episode quantiles)."""
+        if self.meta.stats is None:
+            return None
+        stats = dict(self.meta.stats)
+        if ACTION_KEY in stats and ACTION_KEY in self._arrays:
+            stats[ACTION_KEY] = {**stats[ACTION_KEY], **exact_quantiles(self._arrays[ACTION_KEY])}
+        return stats
 
     @property
     def num_episodes(self) -> int:

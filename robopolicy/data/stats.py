@@ -136,3 +136,16 @@ def aggregate_stats(stats_list: list[dict[str, Stats]]) -> dict[str, Stats]:
 def stats_from_json(d: dict) -> dict[str, Stats]:
     """stats.json (nested lists) -> numpy arrays."""
     return {k: {s: np.asarray(v) for s, v in ft.items()} for k, ft in d.items()}
+
+
+def exact_quantiles(x: np.ndarray) -> Stats:
+    """q01..q99 of every column of ``x`` (N, D) over all its rows. The dataset-level quantiles in
+    stats.json are count-weighted means of per-episode quantiles (lerobot's aggregation), which
+    are not quantiles of the data: in a multi-task set where one task keeps the gripper at -1 and
+    the others at +1, the mean of the per-episode q01 lands between them, and a tokenizer binned
+    over that range can never emit either value. Training uses these instead."""
+    x = np.asarray(x, dtype=np.float64).reshape(len(x), -1)
+    if len(x) == 0:
+        raise ValueError("exact_quantiles: no rows")
+    q = np.quantile(x, QUANTILES, axis=0)
+    return {k: q[i].astype(np.float32) for i, k in enumerate(QUANTILE_KEYS)}

@@ -22,6 +22,7 @@ from typing import Any, Mapping
 import torch
 from torch import nn
 
+from robopolicy.data.stats import exact_quantiles
 from robopolicy.normalize import EPS, FeatureNormalizer, stat_tensor
 from robopolicy.types import ACTION_KEY
 
@@ -48,14 +49,14 @@ def action_stats(actions: torch.Tensor) -> dict[str, torch.Tensor]:
     flat = actions.detach().reshape(-1, actions.shape[-1]).to(torch.float32)
     if flat.shape[0] == 0:
         raise ValueError("cannot fit an action tokenizer on zero actions")
-    q = torch.quantile(flat, torch.tensor([0.01, 0.99]), dim=0)
+    q = exact_quantiles(flat.cpu().numpy())
     return {
         "min": flat.min(0).values,
         "max": flat.max(0).values,
         "mean": flat.mean(0),
         "std": flat.std(0, unbiased=False),
-        "q01": q[0],
-        "q99": q[1],
+        "q01": torch.from_numpy(q["q01"]),
+        "q99": torch.from_numpy(q["q99"]),
     }
 
 

@@ -81,7 +81,8 @@ def run_training(cfg: TrainConfig, policy_name: str, progress: bool = True) -> d
     else:
         first = next(iter(features.cameras), None)
         features.cameras = {first: features.cameras[first]} if first else {}
-    policy = build_policy(policy_name, cfg.policy, features, meta_ds.meta.stats)
+    # exact action quantiles (the tokenizer's q01..q99 bin range), not stats.json's per-episode average
+    policy = build_policy(policy_name, cfg.policy, features, meta_ds.training_stats())
     dataset = LeRobotDataset(ds_path, delta_timestamps=policy.delta_timestamps(), camera_keys=features.image_keys)
 
     run_dir = Path(cfg.output_dir) / (cfg.run_name or f"{slug(cfg.env)}_{policy_name}_{cfg.obs}")

@@ -240,3 +240,17 @@ def test_empty_dataset_and_corrupt_png(tmp_path):
         ValueError, match=r"file-000.parquet column 'observation.images.top' row \d+: corrupt image"
     ):
         ds[5]
+
+
+def test_training_stats_use_exact_action_quantiles(tmp_path):
+    # action dim 0 is the episode index: 0 in episode 0, 1 in episode 1 (two modes, like a gripper
+    # held open in one task and closed in another)
+    root = tmp_path / "bimodal"
+    with LeRobotDatasetWriter.create(root, 10, FEATURES) as w:
+        write_episodes(w, [0, 1])
+    ds = LeRobotDataset(root, camera_keys=[])
+    stored, exact = ds.stats["action"], ds.training_stats()["action"]
+    assert stored["q01"][0] == pytest.approx(0.5, abs=1e-3)  # mean of the per-episode q01: no data there
+    assert exact["q01"][0] == pytest.approx(0.0) and exact["q99"][0] == pytest.approx(1.0)
+    assert exact["q50"][1] == pytest.approx(5.5)  # dim 1 is the frame index 0..11 in both episodes
+    assert exact["min"] is stored["min"] and ds.stats["action"]["q01"][0] == stored["q01"][0]  # stats.json untouched
