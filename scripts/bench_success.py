@@ -186,6 +186,7 @@ def _write_table(args, suite: str | None) -> None:
                       + "".join(f"; re-evaluated with {', '.join(f'{k}={v}' for k, v in e['policy_overrides'].items())}"
                                 f" (was {e['previous_success']:.0%}): " + e["command"].strip().replace("  \n", "; ")
                                 .replace("\n", " ") for e in r.get("reevaluations", []))
+                      + (f"\n  - Note: {r['note']}" if r.get("note") else "")  # a known caveat, kept with the result
                       for r in rows)
     body = ("Expert demonstrations per task (column demos; recorded by the scripted experts on train "
             "initial states), evaluation on held-out initial states (column eval episodes, per task), EMA "
@@ -221,10 +222,12 @@ def _write_comparison(args, suite: str) -> None:
                  f"**{b['success_rate']:.0%}** ({b['ci95'][0]:.0%}-{b['ci95'][1]:.0%}) | "
                  f"{100 * (a['success_rate'] - b['success_rate']):+.0f} pts |")
     budget = "; ".join(f"{p}: {r['train_steps']} steps in {r['train_minutes']:.0f} min" for p, r in res.items())
+    notes = "".join(f"\n\nNote on {p}: {r['note']}" for p, r in res.items() if r.get("note"))
     body = (f"One policy per family for every task of {suite}, trained on the same demonstrations with the same "
             f"wall-clock budget ({budget}), each evaluated on the same held-out initial states "
             f"({a['episodes'] // max(len(a['tasks']), 1)} per task); each family's own section lists its exact "
-            "command. Averages with their 95% Wilson intervals.\n\n" + "\n".join(lines) + "\n\n" + provenance())
+            "command. Averages with their 95% Wilson intervals.\n\n" + "\n".join(lines) + notes + "\n\n"
+            + provenance())
     write_section(f"Success: {args.policy} vs {args.compare}, {suite} ({args.obs} observations)", body)
 
 
