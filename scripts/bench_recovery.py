@@ -22,7 +22,7 @@ ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "results" / "recovery"
 
 
-def _eval(run: str, perturb_step: int, episodes: int, threads: int | None) -> dict:
+def _eval(run: str, perturb_step: int, episodes: int, threads: int | None, overrides: dict) -> dict:
     from robopolicy.eval.job import EvalJobConfig, run_eval
 
     if threads:
@@ -31,7 +31,7 @@ def _eval(run: str, perturb_step: int, episodes: int, threads: int | None) -> di
         torch.set_num_threads(threads)
     out = Path(run) / f"eval_recovery_p{perturb_step}"
     return run_eval(EvalJobConfig(checkpoint=run, episodes=episodes, videos=1, output=str(out),
-                                  perturb_step=perturb_step))
+                                  perturb_step=perturb_step, policy_overrides=overrides))
 
 
 def _auroc(res: dict) -> str:
@@ -44,7 +44,9 @@ def _auroc(res: dict) -> str:
 def _row(r: dict) -> str:
     clean, pert = r["clean"], r["perturbed"]
     change = 100 * (pert["success_rate"] - clean["success_rate"])
-    return (f"| {r['policy']} | {r['task']} | {clean['success_rate']:.0%} | {pert['success_rate']:.0%} "
+    ov = r.get("policy_overrides") or {}
+    label = r["policy"] + (f" ({', '.join(f'{k}={v}' for k, v in ov.items())})" if ov else "")
+    return (f"| {label} | {r['task']} | {clean['success_rate']:.0%} | {pert['success_rate']:.0%} "
             f"({pert['perturbed_episodes']} perturbed) | {change:+.0f} pts | {_auroc(clean)} | {_auroc(pert)} |")
 
 
@@ -55,17 +57,25 @@ def main() -> None:
     ap.add_argument("--episodes", type=int, default=50)
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--table-only", action="store_true")
+    ap.add_argument("--policy-overrides", nargs="+", default=[], metavar="FIELD=VALUE",
+                    help="eval-time policy settings, e.g. an inference default newer than the checkpoint's config")
     args = ap.parse_args()
+    import yaml
+
+    bad = [o for o in args.policy_overrides if "=" not in o]
+    if bad:
+        raise SystemExit(f"--policy-overrides takes FIELD=VALUE pairs, got {bad}")
+    overrides = {k: yaml.safe_load(v) for k, v in (o.split("=", 1) for o in args.policy_overrides)}
 
     OUT.mkdir(parents=True, exist_ok=True)
     for run in [] if args.table_only else args.runs:
         meta_cfg = json.loads(next(Path(run).glob("step_*/meta.json")).read_text())
-        clean = _eval(run, 0, args.episodes, args.threads)
-        pert = _eval(run, args.perturb_step, args.episodes, args.threads)
+        clean = _eval(run, 0, args.episodes, args.threads, overrides)
+        pert = _eval(run, args.perturb_step, args.episodes, args.threads, overrides)
         keep = ("episodes", "success_rate", "ci95", "mean_length", "perturb_step", "perturbed_episodes", "uncertainty")
         row = {"run": run, "policy": meta_cfg.get("policy", Path(run).name), "task": clean["suite"].split("/")[-1],
                "clean": {k: clean[k] for k in keep}, "perturbed": {k: pert[k] for k in keep},
-               "command": provenance()}
+               "policy_overrides": overrides, "command": provenance()}
         (OUT / f"{Path(run).name}.json").write_text(json.dumps(row, indent=2))
         print(_row(row))
     rows = [json.loads(p.read_text()) for p in sorted(OUT.glob("*.json"))]
