@@ -47,6 +47,17 @@ def provenance() -> str:
     return f"Command: `{command()}`  \nMachine: {machine()}  \nDate: {_dt.date.today().isoformat()}\n"
 
 
+def parse_overrides(items: list[str], flag: str) -> dict[str, Any]:
+    """``["field=value", ...]`` from a script's command line -> ``{field: YAML value}`` (eval-time
+    policy overrides); anything without ``=`` is refused, naming ``flag``."""
+    import yaml
+
+    bad = [o for o in items if "=" not in o]
+    if bad:
+        raise SystemExit(f"{flag} takes FIELD=VALUE pairs, got {bad}")
+    return {k: yaml.safe_load(v) for k, v in (o.split("=", 1) for o in items)}
+
+
 def write_section(title: str, body: str, doc: Path | None = None) -> Path:
     """Replace (or append) the ``## title`` section of docs/benchmarks.md, atomically."""
     doc = Path(doc) if doc is not None else DOC

@@ -16,7 +16,7 @@ import argparse
 import json
 from pathlib import Path
 
-from robopolicy.benchmarks import provenance, write_section
+from robopolicy.benchmarks import parse_overrides, provenance, write_section
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "results" / "recovery"
@@ -60,12 +60,7 @@ def main() -> None:
     ap.add_argument("--policy-overrides", nargs="+", default=[], metavar="FIELD=VALUE",
                     help="eval-time policy settings, e.g. an inference default newer than the checkpoint's config")
     args = ap.parse_args()
-    import yaml
-
-    bad = [o for o in args.policy_overrides if "=" not in o]
-    if bad:
-        raise SystemExit(f"--policy-overrides takes FIELD=VALUE pairs, got {bad}")
-    overrides = {k: yaml.safe_load(v) for k, v in (o.split("=", 1) for o in args.policy_overrides)}
+    overrides = parse_overrides(args.policy_overrides, "--policy-overrides")
 
     OUT.mkdir(parents=True, exist_ok=True)
     for run in [] if args.table_only else args.runs:

@@ -24,7 +24,7 @@ import functools
 import json
 from pathlib import Path
 
-from robopolicy.benchmarks import provenance, write_section
+from robopolicy.benchmarks import parse_overrides, provenance, write_section
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -58,19 +58,12 @@ def _train_cfg(args, task: str):
 def _reevaluate(path: Path, args) -> None:
     """Evaluate the checkpoint behind one saved result again with eval-time policy overrides and
     update the row; the earlier success is kept in ``reevaluations``."""
-    import yaml
-
     from robopolicy.eval.job import EvalJobConfig, run_eval
 
     if not path.exists():
         raise SystemExit(f"{path} does not exist: there is no trained result to re-evaluate")
     row = json.loads(path.read_text())
-    overrides = {}
-    for item in args.reeval_with:
-        if "=" not in item:
-            raise SystemExit(f"--reeval-with takes FIELD=VALUE pairs, got {item!r}")
-        k, v = item.split("=", 1)
-        overrides[k] = yaml.safe_load(v)
+    overrides = parse_overrides(args.reeval_with, "--reeval-with")
     res = run_eval(EvalJobConfig(checkpoint=row["run_dir"], episodes=args.eval_episodes, videos=0,
                                  output=str(Path(row["run_dir"]) / ("eval_reeval_" + "_".join(args.reeval_with))),
                                  policy_overrides=overrides))

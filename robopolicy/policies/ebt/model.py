@@ -25,11 +25,12 @@ element stops once it has converged (its last step moved the chunk by at most ``
 normalized action units: the energy has stopped falling), or after ``inference_steps`` steps if
 its energy is at or below ``energy_threshold``; while it stays above, it keeps descending up to
 ``max_inference_steps``. (A tolerance on the energy's own decrease stops too soon: near a minimum
-the energy is flat to first order while the chunk still moves, see ``descend``.) The threshold is a running quantile
-(``energy_quantile``, momentum ``energy_momentum``) of the final-iterate energies seen in training,
-a buffer saved in the checkpoint (``inf`` until trained: then it never extends). The final energy
-is the policy's uncertainty: ``state.info["uncertainty"]`` (B,), with ``state.info["energy_steps"]``
-(most steps any element used) and ``["compute_steps"]`` (B,), which the evaluator averages.
+the energy is flat to first order while the chunk still moves, see ``descend``.) The threshold is
+a running quantile (``energy_quantile``, momentum ``energy_momentum``) of the final-iterate
+energies seen in training, a buffer saved in the checkpoint (``inf`` until trained: then it never
+extends). The final energy is the policy's uncertainty: ``state.info["uncertainty"]`` (B,), with
+``state.info["energy_steps"]`` (most steps any element used) and ``["compute_steps"]`` (B,), which
+the evaluator averages.
 
 Training unrolls that optimization and supervises its iterates against the demonstration chunk
 ``x`` (normalized, padded slots masked out):
