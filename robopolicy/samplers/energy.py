@@ -22,7 +22,8 @@ sampling), so that the energies used to decide when to stop are those of the ret
   first order, so its decrease vanishes (quadratically) while the iterate still moves by a useful
   amount; an energy's scale and offset are also arbitrary, so no relative tolerance on it means
   the same thing for two models. On a trained Meta-World reach policy the energy changed by 0.04%
-  between steps 2 and 3 while the distance to the demonstration still fell 3x.
+  between steps 2 and 3 while the distance to the demonstration still fell 3x
+  (``scripts/ebt_descent_trace.py``).
   Every step costs one energy forward and one backward; stopping costs a forward only (the stop is
   decided before the gradient is taken), so ``k`` steps cost ``k + 1`` forwards and ``k``
   backwards. Runs with gradients on even when called under ``torch.inference_mode()``.
