@@ -43,8 +43,10 @@ ROWS: dict[str, tuple[str, int | None, dict[str, Any]]] = {
     "Diffusion Policy, state, DDIM-10": ("diffusion", None, dict(n_action_steps=8)),
     "Diffusion Policy, image 84, DDIM-10": ("diffusion", 84, dict(n_action_steps=8)),
     "SDP, state, 1 step per act": ("sdp", None, dict(n_action_steps=1, steps_per_act=1)),
-    "EBT-Policy, state, 2 steps": ("ebt", None, dict(n_action_steps=8, inference_steps=2, adaptive=False)),
-    "EBT-Policy, state, adaptive (2, up to 4)": ("ebt", None, dict(n_action_steps=8, inference_steps=2, max_inference_steps=4, adaptive=True)),
+    # EBT's default is adaptive (stop once converged, else 4 steps, up to 8 while the energy stays high);
+    # with random weights its stop rule means nothing, so the fixed budgets bracket its cost.
+    "EBT-Policy, state, 4 steps": ("ebt", None, dict(n_action_steps=8, inference_steps=4, adaptive=False)),
+    "EBT-Policy, state, 8 steps (adaptive ceiling)": ("ebt", None, dict(n_action_steps=8, inference_steps=8, max_inference_steps=8, adaptive=False)),
     "DDVLA, image 64, 12 rounds": ("ddvla", 64, dict(n_action_steps=8)),
     "DDVLA, image 64, autoregressive": ("ddvla", 64, dict(n_action_steps=8, decode_mode="autoregressive")),
 }
