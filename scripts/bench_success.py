@@ -210,10 +210,10 @@ def _write_comparison(args, suite: str) -> None:
     for t in a["tasks"]:
         ra, rb = a["tasks"][t]["success_rate"], b["tasks"].get(t, {}).get("success_rate")
         lines.append(f"| {t} | {ra:.0%} | {'' if rb is None else f'{rb:.0%}'} | "
-                     f"{'' if rb is None else f'{100 * (ra - rb):+.0f} pts'} |")
+                     f"{'' if rb is None else f'{round(100 * (ra - rb)) + 0:+d} pts'} |")
     lines.append(f"| **average** | **{a['success_rate']:.0%}** ({a['ci95'][0]:.0%}-{a['ci95'][1]:.0%}) | "
                  f"**{b['success_rate']:.0%}** ({b['ci95'][0]:.0%}-{b['ci95'][1]:.0%}) | "
-                 f"{100 * (a['success_rate'] - b['success_rate']):+.0f} pts |")
+                 f"{round(100 * (a['success_rate'] - b['success_rate'])) + 0:+d} pts |")
     budget = "; ".join(f"{p}: {r['train_steps']} steps in {r['train_minutes']:.0f} min" for p, r in res.items())
     notes = "".join(f"\n\nNote on {p}: {r['note']}" for p, r in res.items() if r.get("note"))
     body = (f"One policy per family for every task of {suite}, trained on the same demonstrations with the same "
