@@ -58,6 +58,22 @@ def parse_overrides(items: list[str], flag: str) -> dict[str, Any]:
     return {k: yaml.safe_load(v) for k, v in (o.split("=", 1) for o in items)}
 
 
+def demonstration_batch(policy, dataset: str | Path, samples: int, generator) -> dict[str, Any]:
+    """A batch of ``samples`` random frames of a dataset, shaped for ``policy`` (its observation
+    and action windows, its cameras, the instruction when it uses language): for the diagnostic
+    scripts that compare a trained policy's inference with the demonstrations."""
+    import torch
+
+    from robopolicy.data import LeRobotDataset
+
+    ds = LeRobotDataset(dataset, delta_timestamps=policy.delta_timestamps(), camera_keys=policy.features.image_keys)
+    items = [ds[i] for i in torch.randint(0, len(ds), (samples,), generator=generator).tolist()]
+    batch: dict[str, Any] = {k: torch.stack([it[k] for it in items]) for k in items[0] if isinstance(items[0][k], torch.Tensor)}
+    if policy.features.use_language:
+        batch["task"] = [it["task"] for it in items]
+    return batch
+
+
 def write_section(title: str, body: str, doc: Path | None = None) -> Path:
     """Replace (or append) the ``## title`` section of docs/benchmarks.md, atomically."""
     doc = Path(doc) if doc is not None else DOC

@@ -14,7 +14,7 @@ import argparse
 import torch
 
 import robopolicy
-from robopolicy.data import LeRobotDataset
+from robopolicy.benchmarks import demonstration_batch
 
 
 def main() -> None:
@@ -29,12 +29,8 @@ def main() -> None:
     p = robopolicy.load_policy(args.checkpoint).eval()
     if type(p).__name__ != "EBTPolicy":
         raise SystemExit(f"{args.checkpoint} holds a {type(p).__name__}, not an EBT-Policy")
-    ds = LeRobotDataset(args.dataset, delta_timestamps=p.delta_timestamps(), camera_keys=p.features.image_keys)
     g = torch.Generator().manual_seed(args.seed)
-    items = [ds[i] for i in torch.randint(0, len(ds), (args.samples,), generator=g).tolist()]
-    batch = {k: torch.stack([it[k] for it in items]) for k in items[0] if isinstance(items[0][k], torch.Tensor)}
-    if p.features.use_language:
-        batch["task"] = [it["task"] for it in items]
+    batch = demonstration_batch(p, args.dataset, args.samples, g)
     actions, _ = p.batch_actions(batch)
     x = p.tokenizer.encode(actions)
     with torch.no_grad():

@@ -9,3 +9,30 @@ def test_write_section_replaces_only_its_own_section(tmp_path):
     text = doc.read_text()
     assert "table a2" in text and "table a1" not in text and "table b1" in text
     assert text.index("## A") < text.index("## B")
+
+
+def test_demonstration_batch_holds_the_policys_windows_of_sampled_frames(tmp_path):
+    from types import SimpleNamespace
+
+    import torch
+    from data_fakes import FEATURES, write_episodes
+
+    from robopolicy.benchmarks import demonstration_batch
+    from robopolicy.data import LeRobotDatasetWriter
+
+    with LeRobotDatasetWriter.create(tmp_path / "d", 10, FEATURES) as w:
+        write_episodes(w, [0, 1])
+    policy = SimpleNamespace(  # what the helper reads off a policy
+        delta_timestamps=lambda: {"observation.state": [-0.1, 0.0], "action": [-0.1, 0.0, 0.1, 0.2]},
+        features=SimpleNamespace(image_keys=[], use_language=True))
+    batch = demonstration_batch(policy, tmp_path / "d", 6, torch.Generator().manual_seed(0))
+    assert batch["observation.state"].shape == (6, 2, 3) and batch["action"].shape == (6, 4, 2)
+    assert len(batch["task"]) == 6 and set(batch["task"]) <= {"task 0", "task 1"}
+    # each action window is consecutive frames of one episode (action = [episode, frame index]),
+    # repeated where it is clamped at an episode's start or end
+    a = batch["action"]
+    assert (a[:, :, 0] == a[:, :1, 0]).all()
+    steps = (a[:, 1:, 1] - a[:, :-1, 1]).flatten().tolist()
+    assert set(steps) <= {0.0, 1.0} and 1.0 in steps
+    again = demonstration_batch(policy, tmp_path / "d", 6, torch.Generator().manual_seed(0))
+    assert torch.equal(again["action"], batch["action"])  # the generator decides the frames
