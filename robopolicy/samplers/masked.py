@@ -66,6 +66,36 @@ def training_mask(batch: int, length: int, schedule: str, device=None, generator
     return rank < n_mask[:, None]
 
 
+def own_prediction_inputs(
+    logits_fn: LogitsFn,
+    target: torch.Tensor,
+    masked: torch.Tensor,
+    mask_id: int,
+    prob: float,
+    generator: torch.Generator | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Inputs and loss positions for one training batch (module docstring).
+
+    ``target`` (B, L) true tokens, ``masked`` (B, L) the training mask. Each sample, with
+    probability ``prob``, has a share u ~ U(0, 1) of its visible tokens replaced by the model's own
+    greedy prediction from an input where they are masked too (one no-grad evaluation).
+    Returns (tokens, predict): the (B, L) input tokens and the (B, L) bool positions whose input
+    is not the true token (masked or model-filled), where the loss is taken."""
+    tokens = target.masked_fill(masked, mask_id)
+    if prob <= 0:
+        return tokens, masked
+    b, n = target.shape
+    dev = target.device
+    chosen = torch.rand(b, device=dev, generator=generator) < prob
+    share = torch.rand(b, 1, device=dev, generator=generator)
+    filled = (~masked) & chosen[:, None] & (torch.rand(b, n, device=dev, generator=generator) < share)
+    if not bool(filled.any()):
+        return tokens, masked
+    with torch.no_grad():
+        pred = logits_fn(tokens.masked_fill(filled, mask_id)).argmax(-1)
+    return torch.where(filled, pred, tokens), masked | filled
+
+
 def _choose(logits: torch.Tensor, temperature: float) -> tuple[torch.Tensor, torch.Tensor]:
     """Token per position and its probability: argmax (temperature 0) or a sample at temperature."""
     if temperature <= 0:

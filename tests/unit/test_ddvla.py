@@ -12,7 +12,13 @@ import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 
 from robopolicy.policies.discrete_diffusion import DDVLAConfig, DDVLAPolicy
-from robopolicy.samplers.masked import decode_autoregressive, decode_parallel, masked_after_rounds, training_mask
+from robopolicy.samplers.masked import (
+    decode_autoregressive,
+    decode_parallel,
+    masked_after_rounds,
+    own_prediction_inputs,
+    training_mask,
+)
 from robopolicy.tokenizers import TokenizerConfig
 from robopolicy.types import FeatureSpec
 
@@ -91,6 +97,64 @@ def test_training_mask_ratio_follows_the_schedule():
     assert abs(m.float().mean().item() - 2 / math.pi) < 0.02
     lin = training_mask(20000, 64, "linear", generator=g)
     assert abs(lin.float().mean().item() - 0.5) < 0.02
+
+
+def test_own_prediction_inputs_fill_visible_tokens_with_the_models_greedy_guess():
+    b, n, v, mask_id = 64, 16, 8, 8
+    g = torch.Generator().manual_seed(0)
+    target = torch.randint(0, v, (b, n), generator=g)
+    masked = training_mask(b, n, "cosine", generator=g)
+    logits = torch.randn(b, n, v, generator=g)
+    seen = []
+
+    def fn(tokens):
+        seen.append(tokens.clone())
+        return logits
+
+    # prob 0: the plain masked objective, no extra evaluation
+    tokens, predict = own_prediction_inputs(fn, target, masked, mask_id, 0.0, generator=g)
+    assert not seen and torch.equal(predict, masked) and torch.equal(tokens, target.masked_fill(masked, mask_id))
+
+    tokens, predict = own_prediction_inputs(fn, target, masked, mask_id, 1.0, generator=g)
+    filled = predict & ~masked
+    assert len(seen) == 1 and filled.any()
+    # the guess was made with the filled positions masked too (an earlier, more-masked state)
+    assert torch.equal(seen[0] == mask_id, masked | filled)
+    assert torch.equal(tokens[filled], logits.argmax(-1)[filled])  # the model's own greedy tokens
+    assert (tokens[masked] == mask_id).all()
+    keep = ~predict
+    assert torch.equal(tokens[keep], target[keep])  # the rest are still the true tokens
+    # u ~ U(0,1) of the visible tokens: on average about half of them are filled
+    assert 0.3 < filled.sum() / (~masked).sum() < 0.7
+
+
+def test_loss_with_own_predictions_covers_masked_and_filled_positions():
+    policy = _policy(own_prediction_prob=1.0).train()
+    batch = _batch(policy, b=16)
+    seen = []
+    inner = policy.action_logits
+
+    def spy(prefix, tokens):
+        out = inner(prefix, tokens)
+        seen.append((tokens.clone(), out))
+        return out
+
+    policy.action_logits = spy
+    torch.manual_seed(1)
+    loss, info = policy.loss(batch)
+    assert len(seen) == 2 and info["own_ratio"] > 0  # one no-grad guess, one trained evaluation
+    (guess_in, guess_logits), (tokens, logits) = seen
+    masked = tokens == policy.mask_id
+    filled = (guess_in == policy.mask_id) & ~masked  # masked for the guess, visible for training
+    assert filled.any() and torch.equal(tokens[filled], guess_logits.argmax(-1)[filled])
+    target = policy.tokenizer.encode(batch["action"])
+    pad = batch["action_is_pad"].repeat_interleave(ACT, dim=1)
+    ce = -F.log_softmax(logits.float(), -1).gather(-1, target.unsqueeze(-1)).squeeze(-1)
+    # the loss is the mean CE over masked and filled non-padded positions, nothing else
+    assert torch.allclose(loss, ce[(masked | filled) & ~pad].mean(), atol=1e-6)
+    assert not torch.allclose(loss, ce[masked & ~pad].mean(), atol=1e-5)
+    loss.backward()
+    assert policy.token_embed.weight.grad is not None
 
 
 # --- decoding --------------------------------------------------------------------------------

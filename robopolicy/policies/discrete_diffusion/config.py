@@ -49,6 +49,9 @@ class DDVLAConfig(PolicyConfig):
     """Scratch backbone: dropout in attention and MLP (training only)."""
     mask_schedule: str = "cosine"
     """gamma(r), the masked fraction at progress r, for training ratios and decoding: cosine | linear."""
+    own_prediction_prob: float = 0.0
+    """Training: share of samples whose visible tokens are partly the model's own no-grad predictions
+    (as when decoding), with the loss on them too; 0 = the paper's masked-only objective."""
     decode_mode: str = "parallel"
     """parallel (adaptive-order rounds) | autoregressive (left to right, one token per evaluation)."""
     decode_rounds: int = 12
@@ -70,6 +73,8 @@ class DDVLAConfig(PolicyConfig):
             raise ValueError(f"mask_schedule must be one of {SCHEDULES}, got {self.mask_schedule!r}")
         if self.decode_mode not in DECODE_MODES:
             raise ValueError(f"decode_mode must be one of {DECODE_MODES}, got {self.decode_mode!r}")
+        if not 0.0 <= self.own_prediction_prob <= 1.0:
+            raise ValueError(f"own_prediction_prob must be in [0, 1], got {self.own_prediction_prob}")
         if self.decode_rounds < 1:
             raise ValueError(f"decode_rounds must be >= 1, got {self.decode_rounds}")
         if not 0.0 <= self.remask_threshold <= 1.0:

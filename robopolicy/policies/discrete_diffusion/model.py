@@ -16,7 +16,9 @@ One transformer reads a single sequence
 Training (masked discrete diffusion): tokenize the chunk, mask a random subset of the action
 tokens per sample (the fraction drawn from the mask schedule, ``samplers/masked.py``), and take
 the cross-entropy of the head's logits against the true tokens on the masked, non-padded
-positions only.
+positions only. Optionally (``own_prediction_prob``), some samples see part of their visible
+tokens replaced by the model's own no-grad predictions, as at decoding time, and the loss covers
+those positions too (``samplers/masked.py``: ``own_prediction_inputs``).
 
 Inference (``act``): encode the observation once, then decode the L tokens from all-[MASK]:
 ``parallel`` mode runs ``decode_rounds`` evaluations, committing the most confident tokens first
@@ -46,7 +48,7 @@ from robopolicy.normalize import Normalizer
 from robopolicy.policies.base import Policy
 from robopolicy.policies.discrete_diffusion.config import DDVLAConfig
 from robopolicy.registry import register
-from robopolicy.samplers.masked import decode_autoregressive, decode_parallel, training_mask
+from robopolicy.samplers.masked import decode_autoregressive, decode_parallel, own_prediction_inputs, training_mask
 from robopolicy.tokenizers import ActionTokenizer
 from robopolicy.types import Batch, FeatureSpec, Obs, PolicyState
 
@@ -142,16 +144,22 @@ class DDVLAPolicy(Policy):
         target = self.tokenizer.encode(actions)  # (B, L) long
         b = target.shape[0]
         masked = training_mask(b, self.n_tokens, c.mask_schedule, device=target.device)
-        logits = self.action_logits(self.observation_tokens(batch), target.masked_fill(masked, self.mask_id))
+        prefix = self.observation_tokens(batch)
+        detached = Tokens(x=prefix.x.detach(), mask=prefix.mask, pooled=None)
+        tokens, predict = own_prediction_inputs(
+            lambda t: self.action_logits(detached, t), target, masked, self.mask_id, c.own_prediction_prob
+        )
+        logits = self.action_logits(prefix, tokens)
         ce = F.cross_entropy(logits.float().flatten(0, 1), target.flatten(), reduction="none").view(b, -1)
-        weight = masked
+        weight = predict
         if pad is not None:  # a padded step pads all of its A tokens
             weight = weight & ~pad.repeat_interleave(self.features.action_dim, dim=1)
         w = weight.to(ce.dtype)
         loss = (ce * w).sum() / w.sum().clamp_min(1.0)
         with torch.no_grad():
             acc = ((logits.argmax(-1) == target).to(ce.dtype) * w).sum() / w.sum().clamp_min(1.0)
-        return loss, {"loss": float(loss.detach()), "masked_acc": float(acc), "mask_ratio": float(masked.float().mean())}
+        return loss, {"loss": float(loss.detach()), "masked_acc": float(acc), "mask_ratio": float(masked.float().mean()),
+                      "own_ratio": float((predict & ~masked).float().mean())}
 
     # --- inference ---------------------------------------------------------------------------
     @torch.inference_mode()
