@@ -91,7 +91,8 @@ def bench_success(args) -> tuple[list[dict], str, str]:
     settings.append((f"parallel, {top} rounds, no remask", {"decode_mode": "parallel", "decode_rounds": top, "remask": False}, top))
     if args.autoregressive:
         settings.append(("autoregressive", {"decode_mode": "autoregressive"}, n_tokens))
-    return sweep(step_dir, settings, args.episodes, args.n_envs, args.seed), str(step_dir), meta["env"]
+    rows = sweep(step_dir, settings, args.episodes, args.n_envs, args.seed, first_trial=args.first_trial)
+    return rows, str(step_dir), meta["env"]
 
 
 def main() -> None:
@@ -103,6 +104,9 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, nargs="*", default=[1, 2, 4, 8, 12], help="(2): decoding rounds to evaluate")
     ap.add_argument("--autoregressive", action="store_true", help="(2): also evaluate autoregressive decoding")
     ap.add_argument("--episodes", type=int, default=50, help="(2): episodes per task")
+    ap.add_argument("--first-trial", type=int, default=0,
+                    help="(2): first held-out trial; e.g. 20 after a main evaluation of trials 0-19, so a setting "
+                         "is chosen on initial states that evaluation never saw")
     ap.add_argument("--n-envs", type=int, default=2, help="(2): parallel environments")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--no-doc", action="store_true", help="print only; do not update docs/benchmarks.md")
@@ -114,7 +118,8 @@ def main() -> None:
 
         rows, step_dir, env = bench_success(args)
         body = (f"Checkpoint `{step_dir}`, evaluated with each decoding setting through eval-time policy_overrides "
-                f"(same weights, EMA), {args.episodes} episodes per task on held-out initial states, seed {args.seed}.\n\n"
+                f"(same weights, EMA), {args.episodes} episodes per task on held-out initial states "
+                f"(trials {args.first_trial}-{args.first_trial + args.episodes - 1}), seed {args.seed}.\n\n"
                 + sweep_table(rows, "decoding", "decoder evals / chunk") + "\n\n" + provenance())
         title = f"Discrete Diffusion VLA: success vs decoding rounds and remasking ({env})"
     else:

@@ -52,6 +52,7 @@ def evaluate(
     latency_steps: int = 0,
     vector: str = "async",
     perturb_step: int = 0,
+    first_trial: int = 0,
 ) -> dict[str, Any]:
     """Roll out ``episodes`` trials per task of a suite and report success.
 
@@ -59,6 +60,9 @@ def evaluate(
         policy_or_source: a ``Policy``, a checkpoint path (``load_policy``), or an ``ActionSource``.
         suite_name: a suite name for ``envs.make_suite`` (e.g. "pushblock"), or a suite object.
         episodes: trials per task (trial ``i`` always starts from the same initial state).
+        first_trial: the trials are ``first_trial .. first_trial + episodes - 1``: a later block of
+            held-out initial states, e.g. to pick an inference setting on states the main
+            evaluation (trials from 0) never used.
         obs: "state" | "image"; None: "image" if the policy has cameras, else "state".
         n_envs: envs stepped in parallel (worker processes), also the policy's batch size.
         scheduler: "sync" | "ensemble" | "async" (fields in ``scheduler_kwargs``) or an instance.
@@ -92,9 +96,10 @@ def evaluate(
 
     Returns the content of ``eval_info.json`` plus ``table`` (markdown) and ``out_dir``.
     """
-    if episodes < 1 or n_envs < 1 or n_videos < 0 or latency_steps < 0 or perturb_step < 0:
+    if episodes < 1 or n_envs < 1 or n_videos < 0 or latency_steps < 0 or perturb_step < 0 or first_trial < 0:
         raise ValueError(f"evaluate: need episodes >= 1, n_envs >= 1, n_videos >= 0, latency_steps >= 0, "
-                         f"perturb_step >= 0; got {episodes}, {n_envs}, {n_videos}, {latency_steps}, {perturb_step}")
+                         f"perturb_step >= 0, first_trial >= 0; got {episodes}, {n_envs}, {n_videos}, "
+                         f"{latency_steps}, {perturb_step}, {first_trial}")
     if seed_split not in ("train", "eval"):
         raise ValueError(f"evaluate: seed_split must be 'train' or 'eval', got {seed_split!r}")
     if vector not in ("async", "sync"):
@@ -137,7 +142,7 @@ def evaluate(
 
     video_dir = Path(video_dir) if video_dir is not None else (Path(out_dir) / "videos" if out_dir else None)
     # Videos spread over tasks: trial 0 of every task, then trial 1, ...
-    video_plan = {(task_list[i % len(task_list)], i // len(task_list))
+    video_plan = {(task_list[i % len(task_list)], first_trial + i // len(task_list))
                   for i in range(n_videos if video_dir is not None else 0)
                   if i // len(task_list) < episodes}
     video_camera = IMAGE_PREFIX + suite.cameras[0] if getattr(suite, "cameras", None) else None
@@ -156,7 +161,7 @@ def evaluate(
                 vec = _make_vector(suite, task, n_envs, vector)
                 try:
                     for batch_idx, first in enumerate(range(0, episodes, n_envs)):
-                        trials = list(range(first, min(first + n_envs, episodes)))
+                        trials = list(range(first_trial + first, first_trial + min(first + n_envs, episodes)))
                         slots = trials + [trials[-1]] * (n_envs - len(trials))  # padding slots are discarded
                         seeds = [suite.trial_seed(task, t, seed_split) for t in slots]
                         torch.manual_seed(int(np.random.SeedSequence([seed, task_idx, batch_idx]).generate_state(1)[0]))

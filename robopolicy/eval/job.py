@@ -35,6 +35,8 @@ class EvalJobConfig:
     """Seed for the policy's sampling noise."""
     perturb_step: int = 0
     """0 = no perturbation; else displace the object once at this env step (recovery test)."""
+    first_trial: int = 0
+    """Evaluate trials first_trial .. first_trial + episodes - 1 of the held-out initial states."""
     policy_overrides: dict[str, Any] = field(default_factory=dict)
     """Policy config fields changed for this evaluation, e.g. ``+policy_overrides.decode_rounds=4``."""
 
@@ -59,7 +61,8 @@ def run_eval(cfg: EvalJobConfig, progress: bool = True) -> dict:
     out = Path(cfg.output) if cfg.output else step_dir / f"eval_{slug(env)}"
     return evaluate(policy, env, episodes=cfg.episodes, obs=obs, image_size=image_size, n_envs=cfg.n_envs,
                     scheduler=cfg.scheduler, video_dir=out / "videos" if cfg.videos else None,
-                    n_videos=cfg.videos, out_dir=out, progress=progress, perturb_step=cfg.perturb_step)
+                    n_videos=cfg.videos, out_dir=out, progress=progress, perturb_step=cfg.perturb_step,
+                    first_trial=cfg.first_trial)
 
 
 def _has_cameras(step_dir: Path) -> bool:

@@ -25,16 +25,18 @@ def checkpoint_meta(checkpoint: str | Path, family: str) -> tuple[Path, dict[str
 
 
 def sweep(step_dir: Path, settings: list[tuple[str, dict[str, Any], Any]], episodes: int, n_envs: int = 2,
-          seed: int = 0, perturb_step: int = 0) -> list[dict[str, Any]]:
+          seed: int = 0, perturb_step: int = 0, first_trial: int = 0) -> list[dict[str, Any]]:
     """Evaluate ``step_dir`` once per (label, policy overrides, cost) setting; each row is
-    ``{"label", "cost", "res"}`` with ``res`` the evaluator's result dict."""
+    ``{"label", "cost", "res"}`` with ``res`` the evaluator's result dict. ``first_trial`` > 0
+    evaluates a later block of held-out initial states (one the main evaluation did not use)."""
     from robopolicy.eval.job import EvalJobConfig, run_eval
 
     rows = []
     for label, overrides, cost in settings:
-        out = step_dir / ("eval_sweep_" + ("_".join(f"{k}-{v}" for k, v in overrides.items()) or "default"))
+        out = step_dir / ("eval_sweep_" + ("_".join(f"{k}-{v}" for k, v in overrides.items()) or "default")
+                          + (f"_from{first_trial}" if first_trial else ""))
         res = run_eval(EvalJobConfig(checkpoint=str(step_dir), episodes=episodes, n_envs=n_envs, videos=0,
-                                     output=str(out), seed=seed, perturb_step=perturb_step,
+                                     output=str(out), seed=seed, perturb_step=perturb_step, first_trial=first_trial,
                                      policy_overrides=overrides), progress=False)
         rows.append({"label": label, "res": res, "cost": cost})
         print(f"{label}: success {res['success_rate']:.1%} over {res['episodes']} episodes", flush=True)

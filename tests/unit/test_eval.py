@@ -45,6 +45,17 @@ def test_planner_succeeds_on_every_task_with_exact_lengths(tmp_path):
     assert n_frames == ep["length"] + 1  # the reset frame, then one per step until success
 
 
+def test_first_trial_evaluates_a_later_block_of_initial_states(tmp_path):
+    suite = PointSuite()
+    r = evaluate(GoalPolicy(n_action_steps=4), suite, episodes=3, n_envs=2, vector="sync", video_dir=tmp_path,
+                 n_videos=1, progress=False, seed=0, first_trial=5, tasks=[suite.tasks[0]])
+    task = suite.tasks[0]
+    assert [e["trial"] for e in r["per_episode"]] == [5, 6, 7]
+    assert [e["seed"] for e in r["per_episode"]] == [suite.trial_seed(task, t, "eval") for t in (5, 6, 7)]
+    assert [e["length"] for e in r["per_episode"]] == expected_lengths(suite, task, (5, 6, 7))
+    assert [p.name.split("_trial")[1][:3] for p in tmp_path.glob("*.mp4")] == ["005"]  # the block's first trial
+
+
 def test_failures_count_and_last_to_the_step_limit():
     r = evaluate(ZeroPolicy(), PointSuite(max_steps=12), episodes=2, n_envs=2, vector="sync", n_videos=0,
                  progress=False, tasks=["reach-b"])
@@ -123,6 +134,8 @@ def test_bad_arguments():
         evaluate(object(), suite, episodes=1, progress=False)
     with pytest.raises(ValueError, match="seed_split"):
         evaluate(GoalPolicy(), suite, episodes=1, seed_split="test", progress=False)
+    with pytest.raises(ValueError, match="first_trial"):
+        evaluate(GoalPolicy(), suite, episodes=1, first_trial=-1, progress=False)
 
 
 def test_pushblock_expert_in_worker_processes(tmp_path):
