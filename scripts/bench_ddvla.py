@@ -108,6 +108,7 @@ def main() -> None:
                     help="(2): first held-out trial; e.g. 20 after a main evaluation of trials 0-19, so a setting "
                          "is chosen on initial states that evaluation never saw")
     ap.add_argument("--n-envs", type=int, default=2, help="(2): parallel environments")
+    ap.add_argument("--tag", default="", help="(2): added to the section title, e.g. which training objective")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--no-doc", action="store_true", help="print only; do not update docs/benchmarks.md")
     args = ap.parse_args()
@@ -121,7 +122,9 @@ def main() -> None:
                 f"(same weights, EMA), {args.episodes} episodes per task on held-out initial states "
                 f"(trials {args.first_trial}-{args.first_trial + args.episodes - 1}), seed {args.seed}.\n\n"
                 + sweep_table(rows, "decoding", "decoder evals / chunk") + "\n\n" + provenance())
-        title = f"Discrete Diffusion VLA: success vs decoding rounds and remasking ({env})"
+        block = f", held-out trials {args.first_trial}-{args.first_trial + args.episodes - 1}" if args.first_trial else ""
+        tag = f", {args.tag}" if args.tag else ""
+        title = f"Discrete Diffusion VLA: success vs decoding rounds and remasking ({env}{tag}{block})"
     else:
         load_before = os.getloadavg()[0]
         res = bench_cost(args.reps, args.rounds_cost)
