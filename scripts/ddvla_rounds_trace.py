@@ -14,7 +14,7 @@ import argparse
 import torch
 
 import robopolicy
-from robopolicy.benchmarks import demonstration_batch
+from robopolicy.benchmarks import demonstration_batch, provenance, write_section
 
 
 def main() -> None:
@@ -24,6 +24,7 @@ def main() -> None:
     ap.add_argument("--samples", type=int, default=128)
     ap.add_argument("--rounds", type=int, nargs="*", default=[1, 2, 4, 8, 12])
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--no-doc", action="store_true", help="print only; do not update docs/benchmarks.md")
     args = ap.parse_args()
     torch.set_num_threads(1)
     p = robopolicy.load_policy(args.checkpoint).eval()
@@ -38,7 +39,8 @@ def main() -> None:
     # the executed part of the chunk, as in act(): n_action_steps steps from the newest observed frame
     start = c.n_obs_steps - 1
     sl = slice(start * a_dim, (start + c.n_action_steps) * a_dim)
-    print("| decoding | token accuracy | mean bin distance | executed-step L1 (raw action units) |\n|---|---|---|---|")
+    lines = ["| decoding | token accuracy | mean bin distance | executed-step L1 (raw action units) |", "|---|---|---|---|"]
+    print("\n".join(lines))
     settings = [(f"{r} rounds, remask", dict(decode_rounds=r, remask=True)) for r in args.rounds]
     settings.append((f"{max(args.rounds)} rounds, no remask", dict(decode_rounds=max(args.rounds), remask=False)))
     for name, kw in settings:
@@ -48,7 +50,13 @@ def main() -> None:
         acc = (tokens == target)[:, sl].float().mean()
         dist = (tokens - target)[:, sl].abs().float().mean()
         l1 = (p.tokenizer.decode(tokens) - p.tokenizer.decode(target)).abs()[:, start : start + c.n_action_steps].mean()
-        print(f"| {name} | {acc:.3f} | {dist:.2f} | {l1:.4f} |", flush=True)
+        lines.append(f"| {name} | {acc:.3f} | {dist:.2f} | {l1:.4f} |")
+        print(lines[-1], flush=True)
+    if not args.no_doc:
+        body = (f"Checkpoint `{args.checkpoint}` decoded on {args.samples} random frames of its own training set "
+                f"`{args.dataset}` (seed {args.seed}), compared with the demonstrated chunk over the executed steps "
+                f"({c.n_action_steps} actions from the newest observed frame).\n\n" + "\n".join(lines) + "\n\n" + provenance())
+        write_section(f"Discrete Diffusion VLA: decoding rounds on training frames ({args.checkpoint})", body)
 
 
 if __name__ == "__main__":
