@@ -15,6 +15,12 @@ side-by-side section against another family's result on the same suite:
 
     python scripts/bench_success.py --policy ddvla --obs image --tasks metaworld/mt10 --table-only \
         --compare diffusion
+
+For single tasks, ``--compare OTHER`` writes one section with the named tasks side by side (each
+family's own runs, from its results/<policy>_<obs>/ folder) and the average over them:
+
+    python scripts/bench_success.py --policy ebt --obs state --table-only --compare diffusion \
+        --tasks reach-v3 push-v3 pick-place-v3 drawer-open-v3 button-press-topdown-v3
 """
 
 from __future__ import annotations
@@ -116,7 +122,8 @@ def main() -> None:
                          "these eval-time policy overrides, e.g. after a family's default inference changed; "
                          "the row keeps its training columns and records the re-evaluation")
     ap.add_argument("--compare", default=None, metavar="POLICY",
-                    help="for a multi-task suite: also write a side-by-side section against this family's result")
+                    help="also write a side-by-side section against this family's results (a multi-task suite, "
+                         "or the single tasks named)")
     ap.add_argument("overrides", nargs="*", help="extra Hydra overrides, e.g. policy.n_action_steps=4")
     args = ap.parse_args()
 
@@ -143,6 +150,8 @@ def main() -> None:
     suites = [t for t in args.tasks if _suite(t)]
     if not suites or len(suites) < len(args.tasks):
         _write_table(args, None)
+        if args.compare:
+            _write_task_comparison(args, [t for t in args.tasks if not _suite(t)])
     for suite in suites:
         _write_table(args, suite)
         if args.compare:
@@ -222,6 +231,41 @@ def _write_comparison(args, suite: str) -> None:
             "command. Averages with their 95% Wilson intervals.\n\n" + "\n".join(lines) + notes + "\n\n"
             + provenance())
     write_section(f"Success: {args.policy} vs {args.compare}, {suite} ({args.obs} observations)", body)
+
+
+def task_comparison(a: dict[str, dict], b: dict[str, dict], names: tuple[str, str]) -> list[str]:
+    """Markdown rows: per task both results (each dict: task -> saved row) and the average over tasks."""
+    lines = [f"| task | {names[0]} | {names[1]} | difference | train steps ({names[0]} / {names[1]}) |",
+             "|---|---|---|---|---|"]
+    for t in a:
+        ra, rb = a[t], b[t]
+        lines.append(f"| {t} | {ra['success_rate']:.0%} ({ra['ci95'][0]:.0%}-{ra['ci95'][1]:.0%}) | "
+                     f"{rb['success_rate']:.0%} ({rb['ci95'][0]:.0%}-{rb['ci95'][1]:.0%}) | "
+                     f"{round(100 * (ra['success_rate'] - rb['success_rate'])) + 0:+d} pts | "
+                     f"{ra['train_steps']} / {rb['train_steps']} |")
+    ma = sum(r["success_rate"] for r in a.values()) / len(a)
+    mb = sum(r["success_rate"] for r in b.values()) / len(b)
+    lines.append(f"| **average** | **{ma:.1%}** | **{mb:.1%}** | {100 * (ma - mb):+.1f} pts | |")
+    return lines
+
+
+def _write_task_comparison(args, tasks: list[str]) -> None:
+    """Side by side, per single task and on average, this family against ``--compare``."""
+    from robopolicy.cli.common import slug
+
+    res: dict[str, dict[str, dict]] = {}
+    for policy in (args.policy, args.compare):
+        res[policy] = {}
+        for task in tasks:
+            path = _results_dir(policy, args.obs, task) / f"{slug(task)}.json"
+            if not path.exists():
+                raise SystemExit(f"--compare: {path} is missing: run the {policy} benchmark on {task} first")
+            res[policy][task] = json.loads(path.read_text())
+    lines = task_comparison(res[args.policy], res[args.compare], (args.policy, args.compare))
+    body = (f"Each family's own single-task runs ({args.obs} observations; their commands are in each family's "
+            "section), the same demonstrations and the same held-out initial states per task; success with its 95% "
+            "Wilson interval, and the plain average over the tasks.\n\n" + "\n".join(lines) + "\n\n" + provenance())
+    write_section(f"Success: {args.policy} vs {args.compare}, single tasks ({args.obs} observations)", body)
 
 
 if __name__ == "__main__":

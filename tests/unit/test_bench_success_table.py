@@ -66,3 +66,16 @@ def test_comparison_section_per_task_and_average(tmp_path, monkeypatch):
     args.compare = "sdp"  # no result for that family: a message, not a half-written table
     with pytest.raises(SystemExit, match="sdp"):
         mod._write_comparison(args, "metaworld/mt10")
+
+
+def test_single_task_comparison_lists_both_families_and_the_average():
+    spec = importlib.util.spec_from_file_location("bench_success", SCRIPT)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    a = {"reach-v3": _row("reach-v3", 0.8), "push-v3": _row("push-v3", 1.0)}
+    b = {"reach-v3": _row("reach-v3", 0.9), "push-v3": _row("push-v3", 0.94)}
+    lines = mod.task_comparison(a, b, ("ebt", "diffusion"))
+    assert lines[0].startswith("| task | ebt | diffusion | difference |")
+    assert lines[2] == "| reach-v3 | 80% (10%-90%) | 90% (10%-90%) | -10 pts | 500 / 500 |"
+    assert lines[3] == "| push-v3 | 100% (10%-90%) | 94% (10%-90%) | +6 pts | 500 / 500 |"
+    assert lines[4] == "| **average** | **90.0%** | **92.0%** | -2.0 pts | |"
