@@ -3,7 +3,7 @@ files under results/) for variants of one family, e.g. two training objectives, 
 evaluated with the same command apart from the option being compared.
 
     python scripts/ablation_table.py --title "Discrete Diffusion VLA: training objective (metaworld/mt10)" \
-        --row "masked only=results/old/ddvla_image_metaworld_mt10_maskedonly.json" \
+        --row "masked only=results/ddvla_objective/masked_only_metaworld_mt10.json" \
         --row "own predictions 0.5=results/ddvla_image_metaworld_mt10/metaworld_mt10.json"
 
 Each row's training command (with its overrides) is listed under the table; nothing is re-run.
