@@ -88,7 +88,8 @@ def bench_success(args) -> tuple[list[dict], str, str]:
     top = max(args.rounds)
     settings = [(f"parallel, {r} rounds, remask", {"decode_mode": "parallel", "decode_rounds": r, "remask": True}, r)
                 for r in args.rounds]
-    settings.append((f"parallel, {top} rounds, no remask", {"decode_mode": "parallel", "decode_rounds": top, "remask": False}, top))
+    if not args.only_rounds:
+        settings.append((f"parallel, {top} rounds, no remask", {"decode_mode": "parallel", "decode_rounds": top, "remask": False}, top))
     if args.autoregressive:
         settings.append(("autoregressive", {"decode_mode": "autoregressive"}, n_tokens))
     rows = sweep(step_dir, settings, args.episodes, args.n_envs, args.seed, first_trial=args.first_trial)
@@ -102,6 +103,8 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     ap.add_argument("--checkpoint", default=None, help="a trained ddvla run or step folder: run (2) instead of (1)")
     ap.add_argument("--rounds", type=int, nargs="*", default=[1, 2, 4, 8, 12], help="(2): decoding rounds to evaluate")
+    ap.add_argument("--only-rounds", action="store_true",
+                    help="(2): only the --rounds settings (remasking on), without the extra no-remask row")
     ap.add_argument("--autoregressive", action="store_true", help="(2): also evaluate autoregressive decoding")
     ap.add_argument("--episodes", type=int, default=50, help="(2): episodes per task")
     ap.add_argument("--first-trial", type=int, default=0,
