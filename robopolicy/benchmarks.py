@@ -74,6 +74,20 @@ def demonstration_batch(policy, dataset: str | Path, samples: int, generator) ->
     return batch
 
 
+def trace_inputs(checkpoint: str | Path, policy_class: str, dataset: str | Path, samples: int, generator):
+    """(policy, batch, actions) for a diagnostic trace script: the checkpoint's policy (EMA, eval
+    mode), which must be a ``policy_class``, and ``samples`` random frames of ``dataset`` with their
+    demonstrated action windows (``batch_actions``); frames are drawn with ``generator``."""
+    import robopolicy
+
+    policy = robopolicy.load_policy(checkpoint).eval()
+    if type(policy).__name__ != policy_class:
+        raise SystemExit(f"{checkpoint} holds a {type(policy).__name__}, not a {policy_class}")
+    batch = demonstration_batch(policy, dataset, samples, generator)
+    actions, _ = policy.batch_actions(batch)
+    return policy, batch, actions
+
+
 def write_section(title: str, body: str, doc: Path | None = None) -> Path:
     """Replace (or append) the ``## title`` section of docs/benchmarks.md, atomically."""
     doc = Path(doc) if doc is not None else DOC

@@ -13,8 +13,7 @@ import argparse
 
 import torch
 
-import robopolicy
-from robopolicy.benchmarks import demonstration_batch, provenance, write_section
+from robopolicy.benchmarks import provenance, trace_inputs, write_section
 
 
 def main() -> None:
@@ -27,12 +26,8 @@ def main() -> None:
     ap.add_argument("--no-doc", action="store_true", help="print only; do not update docs/benchmarks.md")
     args = ap.parse_args()
     torch.set_num_threads(1)
-    p = robopolicy.load_policy(args.checkpoint).eval()
-    if type(p).__name__ != "DDVLAPolicy":
-        raise SystemExit(f"{args.checkpoint} holds a {type(p).__name__}, not a Discrete Diffusion VLA")
     g = torch.Generator().manual_seed(args.seed)
-    batch = demonstration_batch(p, args.dataset, args.samples, g)
-    actions, _ = p.batch_actions(batch)
+    p, batch, actions = trace_inputs(args.checkpoint, "DDVLAPolicy", args.dataset, args.samples, g)
     target = p.tokenizer.encode(actions)
     c = p.config
     a_dim = p.features.action_dim

@@ -13,8 +13,7 @@ import argparse
 
 import torch
 
-import robopolicy
-from robopolicy.benchmarks import demonstration_batch
+from robopolicy.benchmarks import trace_inputs
 
 
 def main() -> None:
@@ -26,12 +25,8 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
     torch.set_num_threads(1)
-    p = robopolicy.load_policy(args.checkpoint).eval()
-    if type(p).__name__ != "EBTPolicy":
-        raise SystemExit(f"{args.checkpoint} holds a {type(p).__name__}, not an EBT-Policy")
     g = torch.Generator().manual_seed(args.seed)
-    batch = demonstration_batch(p, args.dataset, args.samples, g)
-    actions, _ = p.batch_actions(batch)
+    p, batch, actions = trace_inputs(args.checkpoint, "EBTPolicy", args.dataset, args.samples, g)
     x = p.tokenizer.encode(actions)
     with torch.no_grad():
         tokens, mask = p.observation_tokens(batch)

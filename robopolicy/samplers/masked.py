@@ -79,8 +79,8 @@ def own_prediction_inputs(
     ``target`` (B, L) true tokens, ``masked`` (B, L) the training mask. Each sample, with
     probability ``prob``, has a share u ~ U(0, 1) of its visible tokens replaced by the model's own
     greedy prediction from an input where they are masked too (one no-grad evaluation).
-    Returns (tokens, predict): the (B, L) input tokens and the (B, L) bool positions whose input
-    is not the true token (masked or model-filled), where the loss is taken."""
+    Returns (tokens, predict): the (B, L) input tokens and the (B, L) bool positions where the
+    loss is taken: the masked ones and the model-filled ones (whose guess may or may not be right)."""
     tokens = target.masked_fill(masked, mask_id)
     if prob <= 0:
         return tokens, masked
@@ -89,9 +89,7 @@ def own_prediction_inputs(
     chosen = torch.rand(b, device=dev, generator=generator) < prob
     share = torch.rand(b, 1, device=dev, generator=generator)
     filled = (~masked) & chosen[:, None] & (torch.rand(b, n, device=dev, generator=generator) < share)
-    if not bool(filled.any()):
-        return tokens, masked
-    with torch.no_grad():
+    with torch.no_grad():  # run even when nothing is filled: no host sync on the training step
         pred = logits_fn(tokens.masked_fill(filled, mask_id)).argmax(-1)
     return torch.where(filled, pred, tokens), masked | filled
 

@@ -36,3 +36,36 @@ def test_demonstration_batch_holds_the_policys_windows_of_sampled_frames(tmp_pat
     assert set(steps) <= {0.0, 1.0} and 1.0 in steps
     again = demonstration_batch(policy, tmp_path / "d", 6, torch.Generator().manual_seed(0))
     assert torch.equal(again["action"], batch["action"])  # the generator decides the frames
+
+
+def test_trace_inputs_refuses_another_family_and_returns_the_demonstrated_actions(tmp_path, monkeypatch):
+    from types import SimpleNamespace
+
+    import pytest
+    import torch
+    from data_fakes import FEATURES, write_episodes
+
+    import robopolicy
+    from robopolicy.benchmarks import trace_inputs
+    from robopolicy.data import LeRobotDatasetWriter
+
+    with LeRobotDatasetWriter.create(tmp_path / "d", 10, FEATURES) as w:
+        write_episodes(w, [0, 1])
+
+    class FakePolicy:
+        features = SimpleNamespace(image_keys=[], use_language=False)
+
+        def eval(self):
+            return self
+
+        def delta_timestamps(self):
+            return {"observation.state": [0.0], "action": [0.0, 0.1]}
+
+        def batch_actions(self, batch):
+            return batch["action"] * 2, None
+
+    monkeypatch.setattr(robopolicy, "load_policy", lambda path: FakePolicy())
+    with pytest.raises(SystemExit, match="holds a FakePolicy, not a DDVLAPolicy"):
+        trace_inputs("ckpt", "DDVLAPolicy", tmp_path / "d", 4, torch.Generator().manual_seed(0))
+    p, batch, actions = trace_inputs("ckpt", "FakePolicy", tmp_path / "d", 4, torch.Generator().manual_seed(0))
+    assert isinstance(p, FakePolicy) and torch.equal(actions, batch["action"] * 2)
