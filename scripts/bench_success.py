@@ -39,7 +39,7 @@ def _train_cfg(args, task: str):
     from hydra import compose, initialize_config_dir
     from omegaconf import OmegaConf
 
-    from robopolicy.cli.common import slug
+    from robopolicy.paths import slug
     from robopolicy.cli.configstore import CONFIG_DIR, register_configs
 
     register_configs()
@@ -127,7 +127,7 @@ def main() -> None:
     ap.add_argument("overrides", nargs="*", help="extra Hydra overrides, e.g. policy.n_action_steps=4")
     args = ap.parse_args()
 
-    from robopolicy.cli.common import slug
+    from robopolicy.paths import slug
     from robopolicy.train.run import run_training
 
     for task in [] if args.table_only or not args.reeval_with else args.tasks:
@@ -169,7 +169,7 @@ def _suite(task: str) -> str | None:
 
 
 def _results_dir(policy: str, obs: str, task: str) -> Path:
-    from robopolicy.cli.common import slug
+    from robopolicy.paths import slug
 
     suite = _suite(task)
     return ROOT / "results" / (f"{policy}_{obs}" + (f"_{slug(suite)}" if suite else ""))
@@ -177,7 +177,7 @@ def _results_dir(policy: str, obs: str, task: str) -> Path:
 
 def _write_table(args, suite: str | None) -> None:
     """Rewrite the section of single-task results (suite None) or of one multi-task suite."""
-    from robopolicy.cli.common import slug
+    from robopolicy.paths import slug
 
     out_dir = ROOT / "results" / (f"{args.policy}_{args.obs}" + (f"_{slug(suite)}" if suite else ""))
     rows = [json.loads(p.read_text()) for p in sorted(out_dir.glob("*.json"))]
@@ -206,7 +206,7 @@ def _write_table(args, suite: str | None) -> None:
 
 def _write_comparison(args, suite: str) -> None:
     """Side by side, per task and on average, this family against ``--compare`` on one suite."""
-    from robopolicy.cli.common import slug
+    from robopolicy.paths import slug
 
     res = {}
     for policy in (args.policy, args.compare):
@@ -251,7 +251,7 @@ def task_comparison(a: dict[str, dict], b: dict[str, dict], names: tuple[str, st
 
 def _write_task_comparison(args, tasks: list[str]) -> None:
     """Side by side, per single task and on average, this family against ``--compare``."""
-    from robopolicy.cli.common import slug
+    from robopolicy.paths import slug
 
     res: dict[str, dict[str, dict]] = {}
     for policy in (args.policy, args.compare):

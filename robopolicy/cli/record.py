@@ -56,7 +56,7 @@ def register_configs() -> None:
 
 @hydra.main(config_path=CONFIG_DIR, config_name="record", version_base="1.3")
 def _main(cfg) -> None:
-    from robopolicy.cli.common import default_dataset_path
+    from robopolicy.paths import default_dataset_path
     from robopolicy.data.record import record_dataset
 
     c: RecordConfig = OmegaConf.to_object(cfg)

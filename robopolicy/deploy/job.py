@@ -77,7 +77,7 @@ class DeployJobConfig:
 def run_deploy(cfg: DeployJobConfig, progress: bool = True) -> dict[str, Any]:
     """Run ``cfg.episodes`` episodes; returns (and writes to ``summary.json``) success, per-episode
     results and the timing summary."""
-    from robopolicy.cli.common import slug
+    from robopolicy.paths import slug
     from robopolicy.deploy.clock import RealClock, SimClock
     from robopolicy.deploy.loop import ControlLoop
     from robopolicy.deploy.safety import EmergencyStop
@@ -175,7 +175,7 @@ def _json_default(obj: Any) -> Any:
 
 def _policy_side(cfg: DeployJobConfig):
     """(policy facts, source factory(dt), output-folder factory(env)) for a checkpoint or a server."""
-    from robopolicy.cli.common import slug
+    from robopolicy.paths import slug
 
     if cfg.server is not None:
         from robopolicy.deploy.client import PolicyClient
@@ -192,7 +192,7 @@ def _policy_side(cfg: DeployJobConfig):
 
     import torch
 
-    from robopolicy.cli.common import pick_device
+    from robopolicy.device import pick_device
     from robopolicy.deploy.action_source import PolicySource
     from robopolicy.train.checkpoint import load_policy, resolve_checkpoint
 

@@ -37,7 +37,7 @@ def build_server(cfg: ServeJobConfig):
     """The ``PolicyServer`` for ``cfg`` (not started)."""
     import torch
 
-    from robopolicy.cli.common import pick_device
+    from robopolicy.device import pick_device
     from robopolicy.deploy.job import checkpoint_env
     from robopolicy.deploy.server import PolicyServer
     from robopolicy.train.checkpoint import load_policy, resolve_checkpoint

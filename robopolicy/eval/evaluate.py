@@ -17,13 +17,13 @@ import numpy as np
 import torch
 from gymnasium.vector import AsyncVectorEnv, AutoresetMode, SyncVectorEnv, VectorEnv
 
-from robopolicy.cli.common import slug
 from robopolicy.deploy.action_source import ActionSource, PolicySource
 from robopolicy.deploy.scheduler import ChunkScheduler, SyncScheduler, make_scheduler
 from robopolicy.eval.report import plot_success, results_markdown, results_table, write_json, write_text
 from robopolicy.eval.rollout import BatchResult, run_batch
 from robopolicy.eval.stats import auroc, latency_stats, wilson_interval
 from robopolicy.eval.video import write_mp4
+from robopolicy.paths import slug
 from robopolicy.types import IMAGE_PREFIX
 
 # Env workers start from a fresh interpreter (forkserver), not a fork of this process: a fork

@@ -44,8 +44,9 @@ class EvalJobConfig:
 def run_eval(cfg: EvalJobConfig, progress: bool = True) -> dict:
     import torch
 
-    from robopolicy.cli.common import pick_device, slug
+    from robopolicy.device import pick_device
     from robopolicy.eval import evaluate
+    from robopolicy.paths import slug
     from robopolicy.train.checkpoint import load_policy, load_train_config, resolve_checkpoint
 
     step_dir = resolve_checkpoint(cfg.checkpoint)

@@ -9,8 +9,9 @@ from pathlib import Path
 from typing import Any
 
 from robopolicy import registry
-from robopolicy.cli.common import default_dataset_path, pick_device, slug
 from robopolicy.config_utils import from_dict, to_dict
+from robopolicy.device import pick_device
+from robopolicy.paths import default_dataset_path, slug
 from robopolicy.train.config import TrainConfig
 from robopolicy.train.trainer import Trainer, seed_everything
 

@@ -1,16 +1,8 @@
-"""Small pieces the entry points share: device choice, dataset paths, suite construction."""
+"""Folder names derived from suite names: run folders, the recorder's default dataset folder."""
 
 from __future__ import annotations
 
 import re
-
-import torch
-
-
-def pick_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
 
 
 def slug(text: str) -> str:
@@ -19,4 +11,5 @@ def slug(text: str) -> str:
 
 
 def default_dataset_path(env: str, obs: str) -> str:
+    """The recorder's (and the trainer's) dataset folder for a suite and an observation modality."""
     return f"datasets/{slug(env)}_{obs}"
