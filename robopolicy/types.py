@@ -7,7 +7,8 @@ Conventions (the same names LeRobot uses, so datasets and users can switch):
   - ``"observation.images.<camera>"``: float tensor ``(B, T_obs, 3, H, W)`` in ``[0, 1]``
   - ``"task"``: ``list[str]`` of length ``B`` (natural-language instruction), optional
 * ``Batch`` is an ``Obs`` plus ``"action"`` ``(B, H, A)`` in raw units and ``"action_is_pad"``
-  ``(B, H)`` bool (True where the window ran past the episode end).
+  ``(B, H)`` bool (True where the window ran past the episode end); co-training batches also carry
+  ``"action_is_valid"`` ``(B,)`` bool (False = an action-free, video-only sample: no action loss).
 * A *chunk* is a float tensor ``(B, n_action_steps, A)`` of actions in raw (unnormalized) units.
 """
 
@@ -25,6 +26,7 @@ STATE_KEY = "observation.state"
 IMAGE_PREFIX = "observation.images."
 ACTION_KEY = "action"
 ACTION_PAD_KEY = ACTION_KEY + "_is_pad"
+ACTION_VALID_KEY = ACTION_KEY + "_is_valid"  # (B,) bool per sample; False = action-free (video-only) sample
 TASK_KEY = "task"
 
 

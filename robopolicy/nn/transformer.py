@@ -21,6 +21,16 @@ def attention_mask(key_mask: torch.Tensor | None = None, causal_len: int | None 
     return mask
 
 
+def self_attention(qkv: torch.Tensor, n_heads: int, attn_mask: torch.Tensor | None, dropout_p: float) -> torch.Tensor:
+    """Multi-head SDPA of packed projections ``qkv`` (B, N, 3D) -> (B, N, D), before the output
+    projection; shared by every attention block (TransformerBlock, the DiT's adaLN-Zero block)."""
+    b, n, d3 = qkv.shape
+    d = d3 // 3
+    q, k, v = qkv.view(b, n, 3, n_heads, d // n_heads).permute(2, 0, 3, 1, 4)
+    a = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, dropout_p=dropout_p)
+    return a.transpose(1, 2).reshape(b, n, d)
+
+
 class TransformerBlock(nn.Module):
     """x + Attn(LN(x)); x + MLP(LN(x))."""
 
@@ -39,10 +49,8 @@ class TransformerBlock(nn.Module):
 
     def forward(self, x: torch.Tensor, attn_mask: torch.Tensor | None = None) -> torch.Tensor:
         """x (B, N, D); attn_mask from ``attention_mask`` (bool, True = attend) or None."""
-        b, n, d = x.shape
-        q, k, v = self.qkv(self.norm1(x)).view(b, n, 3, self.n_heads, d // self.n_heads).permute(2, 0, 3, 1, 4)
-        a = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, dropout_p=self.dropout if self.training else 0.0)
-        x = x + self.proj(a.transpose(1, 2).reshape(b, n, d))
+        a = self_attention(self.qkv(self.norm1(x)), self.n_heads, attn_mask, self.dropout if self.training else 0.0)
+        x = x + self.proj(a)
         return x + self.mlp(self.norm2(x))
 
 

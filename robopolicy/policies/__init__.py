@@ -5,3 +5,4 @@ from robopolicy.policies import diffusion  # noqa: F401
 from robopolicy.policies import streaming_diffusion  # noqa: F401
 from robopolicy.policies import discrete_diffusion  # noqa: F401
 from robopolicy.policies import ebt  # noqa: F401
+from robopolicy.policies import pad  # noqa: F401

@@ -90,7 +90,7 @@ def _pair(name, features):
 
 def test_loss_and_gradients_match_cpu(name, features):
     cpu, gpu = _pair(name, features)
-    batch = _batch(features, cpu.config, torch.Generator().manual_seed(1))
+    batch = _batch(features, cpu.config, torch.Generator().manual_seed(1), cpu.delta_timestamps())
     with cpu_random(3):
         loss_c, _ = cpu.loss(batch)
     with cpu_random(3):
@@ -127,7 +127,7 @@ def test_actions_match_cpu(name, features):
 
 def test_bf16_autocast_loss_is_close_to_fp32(name, features):
     _, gpu = _pair(name, features)
-    batch = _to(_batch(features, gpu.config, torch.Generator().manual_seed(1)), "cuda")
+    batch = _to(_batch(features, gpu.config, torch.Generator().manual_seed(1), gpu.delta_timestamps()), "cuda")
     with cpu_random(3):
         fp32, _ = gpu.loss(batch)
     with cpu_random(3), torch.autocast("cuda", dtype=torch.bfloat16):

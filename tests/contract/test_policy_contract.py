@@ -51,8 +51,14 @@ def _obs(features: FeatureSpec, n_obs: int, gen: torch.Generator) -> dict:
     return obs
 
 
-def _batch(features: FeatureSpec, config, gen: torch.Generator) -> dict:
+def _batch(features: FeatureSpec, config, gen: torch.Generator, delta_timestamps: dict | None = None) -> dict:
+    """A training batch; a camera gets as many frames as ``delta_timestamps`` (the policy's) asks the
+    dataset for: a policy that predicts future frames asks for more than the observed ones."""
     batch = _obs(features, config.n_obs_steps, gen)
+    for key in features.image_keys:
+        n = len((delta_timestamps or {}).get(key, ())) or config.n_obs_steps
+        if n != config.n_obs_steps:
+            batch[key] = torch.rand(B, n, *IMAGE, generator=gen)
     batch["action"] = torch.rand(B, config.horizon, ACTION_DIM, generator=gen) * 4 - 2
     pad = torch.zeros(B, config.horizon, dtype=torch.bool)
     pad[0, -2:] = True
@@ -78,7 +84,7 @@ def _build(name, features, stats="fit"):
 
 def test_loss_is_finite_and_reaches_every_parameter(name, features):
     policy = _build(name, features).train()
-    batch = _batch(features, policy.config, torch.Generator().manual_seed(1))
+    batch = _batch(features, policy.config, torch.Generator().manual_seed(1), policy.delta_timestamps())
     loss, info = policy.loss(batch)
     assert loss.dim() == 0 and torch.isfinite(loss)
     assert info and all(isinstance(v, float) for v in info.values())
@@ -136,5 +142,6 @@ def test_delta_timestamps_cover_every_input(name, features):
     dt = policy.delta_timestamps()
     c = policy.config
     assert len(dt["action"]) == c.horizon and len(dt["observation.state"]) == c.n_obs_steps
-    assert all(len(dt[k]) == c.n_obs_steps for k in features.image_keys)
+    # cameras: the observed frames first (a policy predicting future frames asks for those after them)
+    assert all(dt[k][: c.n_obs_steps] == dt["observation.state"] for k in features.image_keys)
     assert dt["observation.state"][-1] == 0.0
