@@ -72,6 +72,17 @@ class Policy(nn.Module):
         raw action units and the next state."""
         raise NotImplementedError
 
+    # --- an optional hook for statistics of the weights themselves ----------------------------
+    def calibration_batches(self) -> int:
+        """Training batches ``calibrate`` needs (0: nothing to calibrate, the trainer never calls it)."""
+        return 0
+
+    def calibrate(self, batches: list[Batch]) -> None:
+        """Refit whatever the policy derives from its own weights (e.g. EBT's adaptive-stop energy
+        threshold) with the weights it holds now. The trainer calls it on the EMA copy it is about
+        to evaluate or save, with ``calibration_batches()`` fixed training batches on the policy's
+        device; an implementation leaves the global RNG as it found it. Default: nothing to do."""
+
     def batch_actions(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor | None]:
         """The training batch's raw action chunk (B, H, A), checked against the config, and its
         padding mask (B, H) (True = past the episode's end) or None."""

@@ -97,15 +97,36 @@ class Trainer:
             _LossModule(policy), self.optimizer, loader, self.lr_scheduler
         )
         self.ema.to(self.accelerator.device)
+        self.dataset, self._calibration = dataset, None  # fixed batches for Policy.calibrate, drawn once
         self.step = 0
         self.writer = None
 
     # --- checkpoints ------------------------------------------------------------------------
     def ema_policy(self) -> nn.Module:
-        """A copy of the policy with EMA weights (what evaluation and checkpoints' ema use)."""
+        """A copy of the policy with EMA weights (what evaluation and checkpoints' ema use). Its
+        buffers come from the live policy (EMAModel averages parameters only), so a policy that
+        derives statistics from its weights recomputes them here with the EMA ones (``calibrate``)."""
         ema_policy = copy.deepcopy(self.accelerator.unwrap_model(self.loss_module).policy)
         self.ema.copy_to([p for p in ema_policy.parameters() if p.requires_grad])
-        return ema_policy.eval()
+        ema_policy.eval()
+        n = ema_policy.calibration_batches() if hasattr(ema_policy, "calibration_batches") else 0
+        if n > 0:
+            ema_policy.calibrate([_to_device(b, self.accelerator.device) for b in self._calibration_batches(n)])
+        return ema_policy
+
+    def _calibration_batches(self, n: int) -> list[dict[str, Any]]:
+        """``n`` training batches drawn once by a generator of their own (the training order and
+        RNG are untouched) and kept on the CPU: every calibration of a run sees the same data."""
+        if self._calibration is None or len(self._calibration) != n:
+            from torch.utils.data import default_collate
+
+            order = torch.randperm(len(self.dataset), generator=torch.Generator().manual_seed(self.cfg.seed + 1))
+            size = min(self.cfg.batch_size, len(self.dataset))
+            self._calibration = [
+                default_collate([self.dataset[int(order[(k * size + j) % len(order)])] for j in range(size)])
+                for k in range(n)
+            ]
+        return self._calibration
 
     def save(self) -> Path | None:
         if not self.accelerator.is_main_process:

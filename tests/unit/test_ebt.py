@@ -1,5 +1,6 @@
 """EBT-Policy: energy descent (fixed and adaptive), warm start, second-order training graph,
-threshold calibration, and that a tiny model learns a fixed obs -> action mapping."""
+threshold calibration (running, and on the EMA weights the trainer saves), and that a tiny model
+learns a fixed obs -> action mapping."""
 
 import math
 
@@ -152,6 +153,79 @@ def test_loss_calibrates_the_threshold_only_in_training():
     policy.loss(_batch(seed=7))
     assert float(policy.energy_threshold) == second
     assert "energy_threshold" in policy.state_dict()  # saved with the checkpoint
+
+
+def test_calibrate_takes_the_quantile_of_the_weights_own_final_energies():
+    policy = _policy().eval()
+    batches = [_batch(8, seed=1), _batch(8, seed=2)]
+    torch.manual_seed(123)
+    before = torch.get_rng_state()
+    policy.calibrate(batches)
+    assert torch.equal(torch.get_rng_state(), before)  # the caller's random stream is untouched
+    thr = float(policy.energy_threshold)
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        e = torch.cat([policy.final_energies(b) for b in batches])
+    assert e.shape == (16,)
+    assert thr == pytest.approx(float(torch.quantile(e, policy.config.energy_quantile)), rel=1e-6)
+    policy.calibrate(batches)
+    assert float(policy.energy_threshold) == thr  # repeatable: seeded
+    with pytest.raises(ValueError, match="at least one batch"):
+        policy.calibrate([])
+    with pytest.raises(ValueError, match="calibration_batches"):
+        EBTConfig(calibration_batches=-1)
+
+
+class _Windows(torch.utils.data.Dataset):
+    """Training samples in the dataset's layout: stacked states and an action chunk."""
+
+    def __init__(self, n=48):
+        g = torch.Generator().manual_seed(0)
+        self.state = torch.rand(n, 2, S, generator=g) * 2 - 1
+        self.action = torch.tanh(self.state[:, -1:, :A]).expand(n, 8, A).clone()
+
+    def __len__(self):
+        return len(self.state)
+
+    def __getitem__(self, i):
+        return {"observation.state": self.state[i], "action": self.action[i],
+                "action_is_pad": torch.zeros(8, dtype=torch.bool)}
+
+
+def test_trainer_saves_the_ema_weights_own_threshold(tmp_path):
+    """EMAModel averages parameters only: without calibrating the EMA copy, ema.safetensors would
+    carry the live weights' running quantile, a threshold for other energies."""
+    from safetensors.torch import load_file
+
+    from robopolicy.train.config import TrainConfig
+    from robopolicy.train.trainer import Trainer
+
+    policy = _policy()
+    cfg = TrainConfig(policy=policy.config, device="cpu", steps=6, batch_size=16, lr=3e-3, warmup_steps=0,
+                      save_every=6, log_every=6, num_workers=0)
+    trainer = Trainer(policy, _Windows(), cfg, tmp_path / "run", progress=False)
+    returned = trainer.fit()
+    step_dir = tmp_path / "run" / "step_00000006"
+    ema_state, live_state = load_file(str(step_dir / "ema.safetensors")), load_file(str(step_dir / "model.safetensors"))
+
+    ema = _policy()
+    ema.load_state_dict(ema_state)
+    live = _policy()
+    live.load_state_dict({**ema_state, **live_state})  # live weights (normalizer buffers are shared)
+    batches = trainer._calibration_batches(policy.config.calibration_batches)
+    assert len(batches) == 4 and batches[0]["action"].shape == (16, 8, A)
+
+    def own_threshold(p):
+        p.eval().calibrate(batches)
+        return float(p.energy_threshold)
+
+    saved = float(ema_state["energy_threshold"])
+    assert saved == pytest.approx(own_threshold(ema), rel=1e-6)
+    assert float(returned.energy_threshold) == pytest.approx(saved, rel=1e-6)  # what run.py evaluates
+    assert not torch.equal(ema_state["energy_head.weight"], live_state["energy_head.weight"])
+    assert saved != pytest.approx(own_threshold(live), rel=1e-3)
+    # the live checkpoint keeps the live weights' running quantile, updated by every training step
+    assert int(live_state["energy_calibrations"]) == 6 and torch.isfinite(live_state["energy_threshold"])
 
 
 def test_warm_start_shifts_the_previous_chunk():

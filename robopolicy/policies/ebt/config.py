@@ -78,9 +78,12 @@ class EBTConfig(PolicyConfig):
     """Converged: stop once the last step moved the chunk by at most this (root-mean-square, in
     normalized action units, i.e. 0.5% of the demonstrations' range for min_max)."""
     energy_quantile: float = 0.9
-    """Threshold = this running quantile of the final training energies (saved in the checkpoint)."""
+    """Threshold = this quantile of the final training energies (saved in the checkpoint)."""
     energy_momentum: float = 0.99
-    """Momentum of the running quantile (per training batch)."""
+    """Momentum of the running quantile of the live weights (per training batch)."""
+    calibration_batches: int = 4
+    """Training batches on which the weights evaluated and saved (the EMA copy) get their own
+    threshold before each checkpoint and evaluation (0 = keep the live weights' running quantile)."""
     inference_noise: float = 0.0
     """Langevin noise added to the iterate at each inference step (0 = deterministic descent)."""
     warm_start: bool = True
@@ -105,6 +108,8 @@ class EBTConfig(PolicyConfig):
             )
         if self.step_size_init <= 0 or self.step_size_lr_scale <= 0 or self.step_size_jitter < 1:
             raise ValueError("step_size_init and step_size_lr_scale must be > 0 and step_size_jitter >= 1")
+        if self.calibration_batches < 0:
+            raise ValueError(f"calibration_batches must be >= 0, got {self.calibration_batches}")
         if not 0 <= self.warm_start_prob <= 1 or not 0 < self.energy_quantile < 1 or not 0 <= self.energy_momentum < 1:
             raise ValueError("warm_start_prob must be in [0, 1], energy_quantile in (0, 1), energy_momentum in [0, 1)")
 

@@ -26,9 +26,11 @@ normalized action units: the energy has stopped falling), or after ``inference_s
 its energy is at or below ``energy_threshold``; while it stays above, it keeps descending up to
 ``max_inference_steps``. (A tolerance on the energy's own decrease stops too soon: near a minimum
 the energy is flat to first order while the chunk still moves, see ``descend``.) The threshold is
-a running quantile (``energy_quantile``, momentum ``energy_momentum``) of the final-iterate
-energies seen in training, a buffer saved in the checkpoint (``inf`` until trained: then it never
-extends). The final energy is the policy's uncertainty: ``state.info["uncertainty"]`` (B,), with
+the ``energy_quantile`` of the final-iterate energies of the training descent, a buffer saved in the
+checkpoint (``inf`` until trained: then it never extends): during training a running quantile
+(momentum ``energy_momentum``) of the live weights' energies; for the EMA weights that are
+evaluated and saved, ``calibrate`` recomputes it with those weights on a few training batches.
+The final energy is the policy's uncertainty: ``state.info["uncertainty"]`` (B,), with
 ``state.info["energy_steps"]`` (most steps any element used) and ``["compute_steps"]`` (B,), which
 the evaluator averages.
 
@@ -87,7 +89,7 @@ class EBTPolicy(Policy):
         self.transformer.norm = nn.LayerNorm(c.dim, bias=False)
         self.energy_head = nn.Linear(c.dim, 1, bias=False)
         self.log_step = nn.Parameter(torch.tensor(math.log(c.step_size_init) / c.step_size_lr_scale))
-        # Adaptive-inference threshold: running quantile of final training energies (inf = uncalibrated).
+        # Adaptive-inference threshold: quantile of final training energies (inf = uncalibrated).
         self.register_buffer("energy_threshold", torch.tensor(math.inf))
         self.register_buffer("energy_calibrations", torch.tensor(0, dtype=torch.long))
 
@@ -132,13 +134,15 @@ class EBTPolicy(Policy):
         use_warm = torch.rand(target.shape[0], 1, 1, device=target.device) < c.warm_start_prob
         return torch.where(use_warm, warm, noise)
 
-    def loss(self, batch: Batch) -> tuple[torch.Tensor, dict[str, float]]:
+    def _training_descent(self, batch: Batch, create_graph: bool):
+        """The training unroll from ``initial_chunks`` (random step count and per-sample step size):
+        (its iterates and energies, the normalized target, its padding, the observation tokens and
+        attention mask). ``create_graph=False`` keeps no graph into the parameters (calibration)."""
         c = self.config
         actions, pad = self.batch_actions(batch)
         target = self.tokenizer.encode(actions)
         obs_tokens, attn_mask = self.observation_tokens(batch)
         b = target.shape[0]
-
         num_steps = int(torch.randint(c.train_steps, c.train_steps_max + 1, ()))
         jitter = math.log(c.step_size_jitter) * (2 * torch.rand(b, 1, 1, device=target.device) - 1)
         step = self.step_size() * torch.exp(jitter)  # (B, 1, 1)
@@ -147,11 +151,17 @@ class EBTPolicy(Policy):
             out = unroll(
                 self.energy_fn(obs_tokens, attn_mask), self.initial_chunks(target), step, num_steps,
                 noise_std=c.langevin_noise, detach_between_steps=c.detach_between_steps,
+                create_graph=create_graph,
             )
+        return out, target, pad, obs_tokens, attn_mask
+
+    def loss(self, batch: Batch) -> tuple[torch.Tensor, dict[str, float]]:
+        c = self.config
+        out, target, pad, obs_tokens, attn_mask = self._training_descent(batch, create_graph=True)
         errors = [masked_mse(y, target, pad) for y in out.iterates]
         loss = torch.stack(errors).mean() if c.loss_on_all_steps else errors[-1]
 
-        final_energy = self._calibrate(obs_tokens, out.iterates[-1], attn_mask)
+        final_energy = self._track_threshold(obs_tokens, out.iterates[-1], attn_mask)
         info = {
             "loss": float(loss.detach()),
             "mse_first_step": float(errors[0].detach()),
@@ -163,9 +173,9 @@ class EBTPolicy(Policy):
         return loss, info
 
     @torch.no_grad()
-    def _calibrate(self, obs_tokens: torch.Tensor, y_final: torch.Tensor, attn_mask: torch.Tensor | None) -> torch.Tensor:
+    def _track_threshold(self, obs_tokens: torch.Tensor, y_final: torch.Tensor, attn_mask: torch.Tensor | None) -> torch.Tensor:
         """Energies of the final training iterates (B,); in train mode they update the running
-        quantile that adaptive inference compares against."""
+        quantile (of the live weights; ``calibrate`` replaces it for the weights evaluated)."""
         c = self.config
         e = self.energy(obs_tokens.detach(), y_final.detach(), attn_mask).float()
         if self.training:
@@ -175,6 +185,35 @@ class EBTPolicy(Policy):
             self.energy_threshold.copy_(q)
             self.energy_calibrations += 1
         return e
+
+    # --- calibration of the weights evaluated (the trainer's EMA copy) -------------------------
+    def calibration_batches(self) -> int:
+        return self.config.calibration_batches
+
+    def final_energies(self, batch: Batch) -> torch.Tensor:
+        """(B,) energies of the final iterates of the training descent on ``batch`` (no parameter
+        graph); what the threshold is a quantile of."""
+        with torch.inference_mode(False), torch.enable_grad():
+            out, _, _, obs_tokens, attn_mask = self._training_descent(batch, create_graph=False)
+            with torch.no_grad():
+                return self.energy(obs_tokens, out.iterates[-1].detach(), attn_mask).float()
+
+    def calibrate(self, batches: list[Batch]) -> None:
+        """Set ``energy_threshold`` to the ``energy_quantile`` of these weights' own final training
+        energies on ``batches`` (pooled; no running average). The running quantile tracked during
+        training belongs to the live weights, which the EMA weights evaluated and saved are not:
+        their energies differ (an energy's offset is free), so its threshold would extend or cut
+        the wrong descents. Seeded inside a forked RNG: repeatable, and the caller's stream is kept."""
+        if not batches:
+            raise ValueError("calibrate needs at least one batch")
+        device = self.energy_threshold.device
+        cuda = []
+        if device.type == "cuda":
+            cuda = [device.index if device.index is not None else torch.cuda.current_device()]
+        with torch.random.fork_rng(devices=cuda):
+            torch.manual_seed(0)
+            e = torch.cat([self.final_energies(b) for b in batches])
+        self.energy_threshold.copy_(torch.quantile(e, self.config.energy_quantile))
 
     # --- inference ---------------------------------------------------------------------------
     def init_state(self, batch_size: int) -> PolicyState:
