@@ -153,15 +153,17 @@ class PADPolicy(Policy):
         emb = self.t_embed(t)
         return emb.unsqueeze(1) + pooled if per_step else emb + pooled
 
-    def _attn_mask(self, n_ctx: int, device: torch.device) -> torch.Tensor | None:
-        """[context | image | action] mask with image rows blind to the action columns, or None."""
-        if self.camera is None or not self.config.block_image_to_action:
-            return None
+    def _attn_mask(self, n_ctx: int, device: torch.device) -> torch.Tensor:
+        """Attention over [context | image | action] (True = may attend): the observation tokens
+        attend only to each other (the condition never depends on the noisy sample), and with
+        ``block_image_to_action`` the image rows are blind to the action columns."""
         key = (n_ctx, str(device))
         if key not in self._masks:
             n_i, n = self.n_image_tokens, n_ctx + self.n_image_tokens + self.config.horizon
             mask = torch.ones(n, n, dtype=torch.bool, device=device)
-            mask[n_ctx : n_ctx + n_i, n_ctx + n_i :] = False
+            mask[:n_ctx, n_ctx:] = False
+            if self.config.block_image_to_action:
+                mask[n_ctx : n_ctx + n_i, n_ctx + n_i :] = False
             self._masks[key] = mask
         return self._masks[key]
 
@@ -212,7 +214,11 @@ class PADPolicy(Policy):
         noisy_a = self.sampler.add_noise(x0_a, noise_a, t)
         x0_i = noise_i = noisy_i = None
         if self.camera is not None:
-            x0_i = patchify(self._pixels(future), c.patch_size)
+            pixels = self._pixels(future)
+            if future_pad is not None:  # frames past the episode end: no loss, and a neutral (grey) clean value
+                keep = (~future_pad).repeat_interleave(self.channels, dim=1)[:, :, None, None].to(pixels.dtype)
+                pixels = pixels * keep
+            x0_i = patchify(pixels, c.patch_size)
             noise_i = torch.randn_like(x0_i)
             noisy_i = self.sampler.add_noise(x0_i, noise_i, t)
 
