@@ -27,48 +27,10 @@ import torch
 from robopolicy.data import layout
 from robopolicy.data.stats import exact_quantiles
 from robopolicy.data.images import decode_image
-from robopolicy.data.metadata import _INTERRUPTED_HINT, DatasetMeta, read_parquet
-from robopolicy.data.video import decode_at, video_duration_s
+from robopolicy.data.columns import column_to_numpy as _column_to_numpy
+from robopolicy.data.metadata import DatasetMeta, read_parquet, repair_hint
+from robopolicy.data.video import decode_at, mp4_truncated, video_duration_s
 from robopolicy.types import ACTION_KEY, IMAGE_PREFIX, STATE_KEY, FeatureSpec
-
-
-def _column_to_numpy(col: pa.ChunkedArray, key: str, ft: dict, path: Path | str) -> np.ndarray:
-    """A parquet column -> (N, *shape) array ((N,) for scalar columns) of the info.json dtype."""
-    arr = col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col
-    n = len(arr)
-    shape = tuple(int(s) for s in ft["shape"])
-    if ft["dtype"] == "string":
-        return np.asarray(arr.to_pylist(), dtype=object)
-    depth = 0
-    while (
-        pa.types.is_list(arr.type)
-        or pa.types.is_large_list(arr.type)
-        or pa.types.is_fixed_size_list(arr.type)
-    ):
-        if arr.null_count:
-            raise ValueError(f"{path}: column {key!r} has null rows")
-        arr = arr.flatten()
-        depth += 1
-    if arr.null_count:
-        raise ValueError(f"{path}: column {key!r} has null values")
-    values = arr.to_numpy(zero_copy_only=False)
-    if depth == 0:
-        if shape not in ((1,), ()):
-            raise ValueError(
-                f"{path}: column {key!r} holds scalars but meta/info.json declares shape {list(shape)}"
-            )
-        out = values.reshape(n)
-    else:
-        if values.size != n * int(np.prod(shape)):
-            raise ValueError(
-                f"{path}: column {key!r} holds {values.size // max(n, 1)} values per row but meta/info.json "
-                f"declares shape {list(shape)}"
-            )
-        out = values.reshape((n, *shape))
-    try:
-        return np.ascontiguousarray(out.astype(np.dtype(ft["dtype"]), copy=False))
-    except TypeError as e:
-        raise ValueError(f"{path}: column {key!r} cannot be read as {ft['dtype']} ({e})") from e
 
 
 class LeRobotDataset(torch.utils.data.Dataset):
@@ -162,7 +124,7 @@ class LeRobotDataset(torch.utils.data.Dataset):
             if len(stray):
                 raise ValueError(
                     f"{path}: holds rows of episode(s) {stray.tolist()} that meta/info.json does not list "
-                    f"(total_episodes={meta.total_episodes}): half-written episode; {_INTERRUPTED_HINT}"
+                    f"(total_episodes={meta.total_episodes}): half-written episode; {repair_hint(self.root)}"
                 )
             mask = np.isin(ep_col, eps)
             if not mask.all():
@@ -208,7 +170,7 @@ class LeRobotDataset(torch.utils.data.Dataset):
                 raise ValueError(
                     f"{where}: episode {e} should have {length} rows (meta/episodes) but has {count}"
                     + (" in order" if count == length else "")
-                    + f"; {_INTERRUPTED_HINT if count < length else 'the data and the episode metadata disagree'}"
+                    + f"; {repair_hint(self.root) if count < length else 'the data and the episode metadata disagree'}"
                 )
             first = int(ep.get("dataset_from_index", index[pos]))
             if index[pos] != first or index[pos + length - 1] != first + length - 1:
@@ -265,12 +227,19 @@ class LeRobotDataset(torch.utils.data.Dataset):
                     need[path] = (t, int(ep["episode_index"]))
         half_frame = 0.5 / float(self.meta.fps)
         for path, (t, e) in need.items():
-            dur = video_duration_s(path)
+            try:
+                dur = video_duration_s(path)
+            except (FileNotFoundError, ValueError) as err:
+                raise type(err)(f"{err}; {repair_hint(self.root)}") from err
             if t > dur - half_frame + self.tolerance_s:
                 raise ValueError(
                     f"{path}: video is {dur:.3f} s long but episode {e} needs a frame at {t:.3f} s: "
-                    f"truncated or half-written video; {_INTERRUPTED_HINT}"
+                    f"truncated or half-written video; {repair_hint(self.root)}"
                 )
+            # A cut-short copy of a faststart mp4 still reports its full duration: check the boxes.
+            cut = mp4_truncated(path)
+            if cut:
+                raise ValueError(f"{path}: truncated video ({cut}); {repair_hint(self.root)}")
 
     # ------------------------------------------------------------------ public info
     @property

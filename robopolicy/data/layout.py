@@ -26,6 +26,8 @@ EPISODES_DIR = "meta/episodes"
 EPISODES_PATH = EPISODES_DIR + "/chunk-{chunk_index:03d}/file-{file_index:03d}.parquet"
 DATA_PATH = "data/chunk-{chunk_index:03d}/file-{file_index:03d}.parquet"
 VIDEO_PATH = "videos/{video_key}/chunk-{chunk_index:03d}/file-{file_index:03d}.mp4"
+RECORDING_PATH = "meta/robopolicy_recording.json"
+"""robopolicy-record's bookkeeping (which trial made each episode); not part of lerobot's format."""
 
 # v2.x: one parquet (and one mp4 per camera) per episode, metadata in JSON lines.
 LEGACY_EPISODES_PATH = "meta/episodes.jsonl"
@@ -91,13 +93,29 @@ def write_json(obj: Any, path: str | Path) -> None:
 
 
 def read_json(path: str | Path) -> Any:
+    """Parse a JSON file; errors name the file and say what is wrong (missing, not UTF-8, where
+    the JSON breaks)."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: file not found")
+    data = path.read_bytes()
     try:
-        return json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise ValueError(f"{path}: not valid JSON ({e})") from e
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise ValueError(
+            f"{path}: not valid UTF-8 (byte 0x{data[e.start]:02x} at offset {e.start} of {len(data)}): "
+            f"the file is damaged"
+        ) from e
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as e:
+        if not text.strip():
+            why = " (the file is empty)"
+        elif e.pos >= len(text.rstrip()):
+            why = " (the text ends early: the file was cut short)"
+        else:
+            why = ""
+        raise ValueError(f"{path}: not valid JSON at line {e.lineno}, column {e.colno}: {e.msg}{why}") from e
 
 
 def read_jsonl(path: str | Path) -> list[dict]:

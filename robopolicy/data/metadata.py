@@ -9,6 +9,7 @@ and raises errors that name the file and what is wrong.
 
 from __future__ import annotations
 
+import shlex
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,20 +21,165 @@ import pyarrow.parquet as pq
 from robopolicy.data import layout
 from robopolicy.data.stats import Stats, aggregate_stats, stats_from_json
 
-_INTERRUPTED_HINT = (
-    "a recording was probably killed while saving an episode; reopen it with "
-    "LeRobotDatasetWriter.resume(root) (or re-run robopolicy-record with the same output) to repair it"
-)
+
+def repair_hint(root: Path) -> str:
+    """How to repair a dataset whose data, video or episode-metadata files are damaged: the command
+    that recorded it (robopolicy-record repairs and re-records), else the repair module."""
+    from robopolicy.data.record import record_command
+
+    try:
+        version = layout.read_json(root / layout.INFO_PATH).get("codebase_version")
+    except (ValueError, OSError, AttributeError):
+        version = None
+    if version in layout.READABLE_VERSIONS and version != layout.CODEBASE_VERSION:
+        return (
+            f"restore the damaged file from the dataset's source (only {layout.CODEBASE_VERSION} datasets "
+            f"can be repaired here)"
+        )
+    cmd = record_command(root)
+    if cmd:
+        return (
+            f"repair it with the command that recorded it: {cmd} (it rebuilds the metadata from the data "
+            f"files and re-records the episodes whose files are lost)"
+        )
+    return (
+        f"repair it with: python -m robopolicy.data.repair {shlex.quote(str(root))} (it rebuilds the "
+        f"metadata from the data files and drops, and lists, the episodes whose data or video files are lost)"
+    )
+
+
+def rerecord_hint(root: Path) -> str:
+    """What to do when meta/info.json itself is damaged: the other files cannot say what it held."""
+    from robopolicy.data.record import record_command
+
+    cmd = record_command(root)
+    q = shlex.quote(str(root))
+    if cmd:
+        return f"it cannot be rebuilt from the other files: record the dataset again with: mv {q} {q}.damaged && {cmd}"
+    return "it cannot be rebuilt from the other files: restore it from the dataset's source"
+
+
+def _dataset_root(path: Path) -> Path | None:
+    """The dataset folder a file under data/, videos/ or meta/ belongs to."""
+    for p in path.parents:
+        if (p / "meta").is_dir():
+            return p
+    return None
+
+
+def _with_hint(path: Path, msg: str) -> str:
+    root = _dataset_root(path)
+    return f"{msg}; {repair_hint(root)}" if root is not None else msg
 
 
 def read_parquet(path: Path, columns: list[str] | None = None) -> pa.Table:
-    """pq.read_table with errors naming the file: missing -> FileNotFoundError, corrupt -> ValueError."""
+    """pq.read_table with errors naming the file: missing -> FileNotFoundError, corrupt -> ValueError
+    (both say how to repair the dataset the file belongs to)."""
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: parquet file not found")
+        raise FileNotFoundError(_with_hint(path, f"{path}: parquet file not found"))
     try:
         return pq.read_table(path, columns=columns)
     except (pa.ArrowInvalid, pa.ArrowException, OSError) as e:
-        raise ValueError(f"{path}: corrupt or unreadable parquet ({e}); {_INTERRUPTED_HINT}") from e
+        raise ValueError(_with_hint(path, f"{path}: corrupt or unreadable parquet ({e})")) from e
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+# info.json keys the reader needs, and the type each one (and each optional key, when present) must have.
+INFO_REQUIRED = ("codebase_version", "fps", "features", "data_path", "total_episodes", "total_frames")
+_INFO_TYPES = {
+    "codebase_version": (lambda v: isinstance(v, str), "a string"),
+    "fps": (lambda v: _is_number(v) and v > 0, "a positive number"),
+    "features": (lambda v: isinstance(v, dict) and bool(v), "a non-empty mapping"),
+    "data_path": (lambda v: isinstance(v, str) and bool(v), "a path template string"),
+    "video_path": (lambda v: v is None or isinstance(v, str), "a path template string or null"),
+    "total_episodes": (lambda v: _is_int(v) and v >= 0, "a non-negative integer"),
+    "total_frames": (lambda v: _is_int(v) and v >= 0, "a non-negative integer"),
+    "total_tasks": (lambda v: _is_int(v) and v >= 0, "a non-negative integer"),
+    "chunks_size": (lambda v: _is_int(v) and v > 0, "a positive integer"),
+    "data_files_size_in_mb": (lambda v: _is_number(v) and v > 0, "a positive number"),
+    "video_files_size_in_mb": (lambda v: _is_number(v) and v > 0, "a positive number"),
+    "splits": (lambda v: isinstance(v, dict), "a mapping"),
+}
+
+
+def info_problems(info: Any) -> list[str]:
+    """What is wrong with a parsed info.json (empty when nothing): not an object, missing keys,
+    wrong types."""
+    if not isinstance(info, dict):
+        return [f"must be a JSON object, got {type(info).__name__}"]
+    out = []
+    missing = [k for k in INFO_REQUIRED if k not in info]
+    if missing:
+        out.append(f"missing required keys {missing}")
+    wrong = [
+        f"{k} must be {what} (got {info[k]!r:.60})"
+        for k, (ok, what) in _INFO_TYPES.items()
+        if k in info and not ok(info[k])
+    ]
+    if wrong:
+        out.append("wrong types: " + ", ".join(wrong))
+    return out
+
+
+def read_info(root: str | Path) -> dict[str, Any]:
+    """meta/info.json of the dataset at ``root``, checked: an error names the file and says what is
+    wrong (missing, not UTF-8, not JSON at line:col, missing keys, wrong types, unknown version)."""
+    root = Path(root)
+    where = root / layout.INFO_PATH
+    if not root.is_dir():
+        raise FileNotFoundError(f"{root}: dataset folder not found" + _interrupted_repair_note(root))
+    try:
+        info = layout.read_json(where)
+    except FileNotFoundError:
+        raise
+    except ValueError as e:
+        raise ValueError(f"{e}; {rerecord_hint(root)}") from e
+    problems = info_problems(info)
+    if problems:
+        raise ValueError(f"{where}: {'; '.join(problems)}; {rerecord_hint(root)}")
+    version = info["codebase_version"]
+    if version not in layout.READABLE_VERSIONS:
+        raise ValueError(
+            f"{where}: codebase_version {version!r} is not supported (readable: {', '.join(layout.READABLE_VERSIONS)})"
+        )
+    _check_features(info["features"], where)
+    return info
+
+
+def _interrupted_repair_note(root: Path) -> str:
+    from robopolicy.data.repair import staging_folder
+
+    if staging_folder(root).is_dir():
+        return (
+            f" (a repair was interrupted while swapping in {staging_folder(root)}: run the repair or record "
+            f"command again to finish it)"
+        )
+    return ""
+
+
+def read_stats_json(path: Path) -> dict[str, Stats]:
+    """meta/stats.json as arrays, checked: feature -> stat -> numbers."""
+    d = layout.read_json(path)
+    if not isinstance(d, dict) or not all(isinstance(v, dict) for v in d.values()):
+        raise ValueError(f"{path}: must map feature -> stat -> values, got {str(d)[:60]!r}")
+    stats = stats_from_json(d) if _numeric_stats(d) else None
+    if stats is None:
+        raise ValueError(f"{path}: holds non-numeric or ragged statistics")
+    return stats
+
+
+def _numeric_stats(d: dict) -> bool:
+    try:
+        return all(np.asarray(v).dtype.kind in "biuf" for ft in d.values() for v in ft.values())
+    except ValueError:  # ragged nested lists
+        return False
 
 
 @dataclass
@@ -51,25 +197,17 @@ class DatasetMeta:
     @classmethod
     def load(cls, root: str | Path) -> "DatasetMeta":
         root = Path(root)
-        if not root.is_dir():
-            raise FileNotFoundError(f"{root}: dataset folder not found")
-        info = layout.read_json(root / layout.INFO_PATH)
-        where = root / layout.INFO_PATH
-        version = info.get("codebase_version")
-        if version not in layout.READABLE_VERSIONS:
-            raise ValueError(
-                f"{where}: codebase_version {version!r} is not supported (readable: {', '.join(layout.READABLE_VERSIONS)})"
-            )
-        for key in ("fps", "features", "data_path", "total_episodes", "total_frames"):
-            if key not in info:
-                raise ValueError(f"{where}: missing key {key!r}")
-        _check_features(info["features"], where)
+        info = read_info(root)
+        version = info["codebase_version"]
         if version == "v3.0":
             tasks = _load_tasks_v3(root) if int(info.get("total_tasks", 1)) or info["total_episodes"] else []
             episodes, ep_stats = _load_episodes_v3(root, info)
             stats_path = root / layout.STATS_PATH
             if stats_path.is_file():
-                stats = stats_from_json(layout.read_json(stats_path))
+                try:
+                    stats = read_stats_json(stats_path)
+                except ValueError as e:
+                    raise ValueError(f"{e}; {repair_hint(root)}") from e
             else:
                 stats = aggregate_stats(ep_stats) if ep_stats else None
         else:
@@ -80,7 +218,7 @@ class DatasetMeta:
                 rows = layout.read_jsonl(legacy_stats)
                 stats = aggregate_stats([stats_from_json(r["stats"]) for r in rows]) if rows else None
             elif (root / layout.STATS_PATH).is_file():
-                stats = stats_from_json(layout.read_json(root / layout.STATS_PATH))
+                stats = read_stats_json(root / layout.STATS_PATH)
             else:
                 stats = None
         meta = cls(root=root, info=info, stats=stats, tasks=tasks, episodes=episodes)
@@ -95,13 +233,13 @@ class DatasetMeta:
             extra = sorted(set(idx) - set(range(n)))
             raise ValueError(
                 f"{self.root / layout.EPISODES_DIR}: lists {len(idx)} episodes but {where} has total_episodes={n} "
-                f"(extra episode(s) {extra[:5]}): half-written episode; {_INTERRUPTED_HINT}"
+                f"(extra episode(s) {extra[:5]}): half-written episode; {repair_hint(self.root)}"
             )
         if sorted(idx) != list(range(n)):
             missing = sorted(set(range(n)) - set(idx))
             raise ValueError(
                 f"{where}: total_episodes={n} but the episode metadata lists episodes {idx[:10]}... "
-                f"(missing {missing[:10]})"
+                f"(missing {missing[:10]}); {repair_hint(self.root)}"
             )
         if self.version == "v3.0":
             # lerobot loads every parquet under data/: a file no episode points to is the leftover
@@ -111,7 +249,7 @@ class DatasetMeta:
                 if f not in used:
                     raise ValueError(
                         f"{f}: data file not referenced by any episode in meta/episodes: half-written episode; "
-                        f"{_INTERRUPTED_HINT}"
+                        f"{repair_hint(self.root)}"
                     )
         total = sum(int(e["length"]) for e in self.episodes)
         if total != int(self.info["total_frames"]):
@@ -236,7 +374,9 @@ def _load_episodes_v3(root: Path, info: dict) -> tuple[list[dict], list[dict[str
     if not files:
         if int(info["total_episodes"]) == 0:
             return [], []
-        raise FileNotFoundError(f"{root / layout.EPISODES_DIR}: no episode metadata parquet files")
+        raise FileNotFoundError(
+            f"{root / layout.EPISODES_DIR}: no episode metadata parquet files; {repair_hint(root)}"
+        )
     episodes: list[dict] = []
     ep_stats: list[dict[str, Stats]] = []
     required = [

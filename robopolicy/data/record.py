@@ -10,10 +10,16 @@ are kept. Multi-task suites record ``episodes`` per task; each episode's task is
 Interruption: the writer commits episode by episode, and ``meta/robopolicy_recording.json``
 remembers which trial produced each episode (written before and after each commit), so running
 the same command again continues where it stopped with the same trials.
+
+Damage: running it again also repairs a dataset whose files were damaged (``repair.py``): lost
+episode metadata is rebuilt from the data files, and the episodes a missing or cut-short data or
+video file held are dropped (each one printed) and re-recorded from the same trials, so the dataset
+again holds the requested number.
 """
 
 from __future__ import annotations
 
+import inspect
 import multiprocessing as mp
 from collections import deque
 from dataclasses import asdict, dataclass, field
@@ -24,7 +30,7 @@ from typing import Any, Callable
 from robopolicy.data import layout
 from robopolicy.data.rollout import IMAGE_PREFIX, EpisodeResult, RolloutSpec, run_episode, suite_tasks
 
-RECORDING_PATH = "meta/robopolicy_recording.json"
+RECORDING_PATH = layout.RECORDING_PATH
 MAX_ATTEMPTS_FACTOR = 3
 
 
@@ -46,6 +52,9 @@ class RecordSummary:
     """Rollouts of this call that did not succeed (dropped unless keep_failed)."""
     per_task: dict[str, int] = field(default_factory=dict)
     """Episodes in the dataset per task."""
+    dropped: list[dict] = field(default_factory=list)
+    """Episodes a repair of damaged files dropped before recording ((task, trial, reason) each);
+    their trials were queued to be recorded again."""
 
 
 def _features(result: EpisodeResult, use_videos: bool) -> dict[str, dict]:
@@ -64,7 +73,8 @@ def _features(result: EpisodeResult, use_videos: bool) -> dict[str, dict]:
 
 class _Progress:
     """The recorder's bookkeeping file: config, (task, trial) of every committed episode, the
-    episode being saved, and the next trial per task."""
+    episode being saved, the next trial per task, the trials to record again (a repair dropped
+    their episodes) and the episodes per task last asked for (for the repair command in errors)."""
 
     def __init__(self, root: Path, config: dict):
         self.path = root / RECORDING_PATH
@@ -72,6 +82,28 @@ class _Progress:
         self.episodes: list[dict] = []
         self.next_trial: dict[str, int] = {}
         self.pending: dict | None = None
+        self.redo: list[dict] = []
+        self.requested: int | None = None
+
+    def _read(self) -> dict:
+        again = (
+            f"it says which trial made each episode, so the dataset cannot be continued without it: record "
+            f"into another output, or move this one aside (mv {self.path.parent.parent} "
+            f"{self.path.parent.parent}.damaged) and run the same command again"
+        )
+        try:
+            d = layout.read_json(self.path)
+        except ValueError as e:
+            raise ValueError(f"{e}; {again}") from e
+        ok = isinstance(d, dict) and isinstance(d.get("episodes", []), list)
+        ok = ok and all(
+            isinstance(e, dict) and {"episode_index", "task", "trial"} <= set(e) for e in d.get("episodes", [])
+        )
+        if not ok:
+            raise ValueError(
+                f"{self.path}: not a recording file (expected config, episodes: [{{task, trial}}]); {again}"
+            )
+        return d
 
     def load(self, committed: int) -> None:
         if not self.path.is_file():
@@ -81,7 +113,7 @@ class _Progress:
                     f"made by robopolicy-record, so it cannot be resumed (choose another output)"
                 )
             return
-        d = layout.read_json(self.path)
+        d = self._read()
         for k, v in self.config.items():
             if k in d.get("config", {}) and d["config"][k] != v:
                 raise ValueError(
@@ -103,20 +135,99 @@ class _Progress:
         self.next_trial = {k: int(v) for k, v in d.get("next_trial", {}).items()}
         for e in eps:
             self.next_trial[e["task"]] = max(self.next_trial.get(e["task"], 0), e["trial"] + 1)
+        redo = list(d.get("redo", []))
+        if pending is not None:  # saved but maybe never committed: its trial is recorded again if so
+            redo.append({"task": pending["task"], "trial": pending["trial"]})
+        done = {(e["task"], e["trial"]) for e in eps}
+        trials = dict.fromkeys((r["task"], r["trial"]) for r in redo)
+        self.redo = [{"task": t, "trial": n} for t, n in trials if (t, n) not in done]
+        self.requested = d.get("episodes_requested")
+
+    def document(self) -> dict:
+        return {
+            "config": self.config,
+            "episodes": self.episodes,
+            "pending": self.pending,
+            "next_trial": self.next_trial,
+            "redo": self.redo,
+            "episodes_requested": self.requested,
+        }
 
     def save(self) -> None:
-        layout.write_json(
-            {
-                "config": self.config,
-                "episodes": self.episodes,
-                "pending": self.pending,
-                "next_trial": self.next_trial,
-            },
-            self.path,
-        )
+        layout.write_json(self.document(), self.path)
 
     def count(self, task: str) -> int:
         return sum(e["task"] == task for e in self.episodes)
+
+    def drop_and_renumber(self, kept: list[int]) -> list[dict]:
+        """Keep the episodes at these indices (renumbered 0..), queue the others' trials to be
+        recorded again; returns the dropped entries."""
+        keep = set(kept)
+        lost = [e for e in self.episodes if e["episode_index"] not in keep]
+        self.episodes = [dict(self.episodes[old], episode_index=i) for i, old in enumerate(kept)]
+        self.redo += [{"task": e["task"], "trial": e["trial"]} for e in lost]
+        self.pending = None
+        return lost
+
+
+def _repair_damage(root: Path, prog: _Progress) -> list[dict]:
+    """Repair damaged files before continuing (see the module docstring); the dropped episodes."""
+    from robopolicy.data.repair import apply_repair, plan_repair
+
+    plan = plan_repair(root)
+    if not plan.needed:
+        return []
+    print(plan.describe())
+    lost = prog.drop_and_renumber(plan.kept)
+    for e in lost:
+        e["reason"] = plan.dropped[e["episode_index"]]
+    apply_repair(plan, extra_files={RECORDING_PATH: prog.document()})
+    prog.load(len(plan.kept))
+    print(
+        f"{root}: repaired: {len(plan.kept)} episodes kept"
+        + (f", {len(plan.rebuilt)} with rebuilt metadata" if plan.rebuilt else "")
+        + (
+            f"; dropped {len(lost)}, recording their trials again: "
+            + ", ".join(f"{e['task']} trial {e['trial']}" for e in lost)
+            if lost
+            else ""
+        )
+    )
+    return [{"task": e["task"], "trial": e["trial"], "reason": e["reason"]} for e in lost]
+
+
+def recording_after_repair(root: Path, committed: int, kept: list[int]) -> dict:
+    """The recording file of ``root`` after a repair keeps the episodes ``kept`` (for the repair
+    command: the dropped trials are then recorded again by the next robopolicy-record run)."""
+    prog = _Progress(Path(root), {})
+    prog.load(committed)
+    d = prog._read()
+    prog.config, prog.requested = d.get("config", {}), d.get("episodes_requested")
+    prog.drop_and_renumber(kept)
+    return prog.document()
+
+
+def record_command(root: str | Path) -> str | None:
+    """The robopolicy-record command that continues (and repairs) the dataset at ``root``, from its
+    recording file; None if robopolicy-record did not make it (or made it with a custom rollout)."""
+    import shlex
+    from collections import Counter
+
+    try:
+        d = layout.read_json(Path(root) / RECORDING_PATH)
+        c = d["config"]
+        if "rollout" in c:
+            return None
+        n = d.get("episodes_requested") or max(Counter(e["task"] for e in d["episodes"]).values(), default=0)
+        parts = [f"env={c['suite']}", f"obs={c['obs']}", f"episodes={int(n)}", f"output={root}"]
+        defaults = inspect.signature(record_dataset).parameters
+        for key in ("image_size", "keep_failed", "use_videos", "seed_split", "stop_on_success", "post_success_steps"):
+            if key in c and c[key] != defaults[key].default:
+                v = c[key]
+                parts.append(f"{key}={str(v).lower() if isinstance(v, bool) else v}")
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return None
+    return "robopolicy-record " + " ".join(shlex.quote(p) for p in parts)
 
 
 def record_dataset(
@@ -163,9 +274,15 @@ def record_dataset(
         "stop_on_success": bool(stop_on_success),
         "post_success_steps": int(post_success_steps),
     }
+    from robopolicy.data.metadata import read_info
+    from robopolicy.data.repair import finish_interrupted_repair
+
     info_path = root / layout.INFO_PATH
     prog = _Progress(root, config)
-    prog.load(int(layout.read_json(info_path)["total_episodes"]) if info_path.exists() else 0)
+    finish_interrupted_repair(root)
+    prog.load(int(read_info(root)["total_episodes"]) if info_path.exists() else 0)
+    prog.requested = int(episodes)
+    dropped = _repair_damage(root, prog) if info_path.exists() else []
     writer = LeRobotDatasetWriter.resume(root) if info_path.exists() else None
 
     pool = mp.get_context("spawn").Pool(num_workers) if num_workers > 0 else None
@@ -189,15 +306,23 @@ def record_dataset(
     window = max(1, 2 * num_workers)
     pending: deque[tuple[str, int, Callable[[], EpisodeResult]]] = deque()
 
+    redo = [(r["task"], r["trial"]) for r in prog.redo if r["task"] in need]
+
     def submit() -> None:
         while len(pending) < window:
-            for t in tasks:
-                if prog.count(t) + inflight[t] < need[t] and next_trial[t] < cap[t]:
-                    break
+            # Trials whose episodes a repair dropped come first, then new trials.
+            again = next(((t, n) for t, n in redo if prog.count(t) + inflight[t] < need[t]), None)
+            if again is not None:
+                redo.remove(again)
+                t, trial = again
             else:
-                return
-            trial = next_trial[t]
-            next_trial[t] += 1
+                for t in tasks:
+                    if prog.count(t) + inflight[t] < need[t] and next_trial[t] < cap[t]:
+                        break
+                else:
+                    return
+                trial = next_trial[t]
+                next_trial[t] += 1
             inflight[t] += 1
             if pool is not None:
                 fut = pool.apply_async(run_episode, (spec, t, trial))
@@ -222,6 +347,7 @@ def record_dataset(
             inflight[t] -= 1
             attempts += 1
             prog.next_trial[t] = max(prog.next_trial.get(t, 0), trial + 1)
+            prog.redo = [r for r in prog.redo if (r["task"], r["trial"]) != (t, trial)]
             failed += not result.success
             if result.success or keep_failed:
                 if writer is None:
@@ -274,6 +400,7 @@ def record_dataset(
         attempts=attempts,
         failed=failed,
         per_task={t: prog.count(t) for t in tasks},
+        dropped=dropped,
     )
 
 

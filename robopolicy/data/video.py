@@ -162,6 +162,58 @@ def open_video(path: str | Path):
     return c
 
 
+def mp4_truncated(path: str | Path) -> str | None:
+    """Why the mp4's top-level boxes run past the end of the file (a cut-short copy), or None.
+
+    Cheap (reads box headers only). Needed because a truncated faststart file (index first, as
+    ``remux`` writes) still opens and reports its full duration; only decoding would notice."""
+    path = Path(path)
+    size = path.stat().st_size
+    pos = 0
+    with open(path, "rb") as f:
+        while pos < size:
+            f.seek(pos)
+            head = f.read(16)
+            if len(head) < 8:
+                return f"a box header at byte {pos} is cut short (file has {size} bytes)"
+            n, kind = int.from_bytes(head[:4], "big"), head[4:8].decode("latin-1")
+            if n == 1:
+                if len(head) < 16:
+                    return f"a box header at byte {pos} is cut short (file has {size} bytes)"
+                n = int.from_bytes(head[8:16], "big")
+            elif n == 0:  # the last box runs to the end of the file
+                return None
+            if n < 8:
+                return f"invalid box size {n} at byte {pos}"
+            if pos + n > size:
+                return f"its {kind!r} box needs {pos + n} bytes, the file has {size}"
+            pos += n
+    return None
+
+
+def readable_until_s(path: str | Path) -> float:
+    """How far (seconds) the video is intact from its start: the duration of an intact file, the
+    start of the last frame that still decodes in a cut-short one (that frame itself is not
+    trusted), 0 for a missing or unopenable file."""
+    path = Path(path)
+    try:
+        c = open_video(path)
+    except (FileNotFoundError, ValueError):
+        return 0.0
+    with c:
+        s = c.streams.video[0]
+        if not mp4_truncated(path):
+            return float(_stream_duration_ticks(s) * s.time_base) if s.duration is not None else 0.0
+        last = 0.0
+        try:
+            for fr in c.decode(s):
+                if fr.pts is not None:
+                    last = float(fr.pts * s.time_base)
+        except av.error.FFmpegError:
+            pass
+        return last
+
+
 def remux(inputs: list[tuple[str | Path, float | None]], out_path: str | Path) -> list[float]:
     """Write the inputs' packets end to end into ``out_path`` without re-encoding.
 

@@ -31,7 +31,7 @@ import pyarrow.parquet as pq
 
 from robopolicy.data import layout
 from robopolicy.data.images import IMAGE_STRUCT, encode_png
-from robopolicy.data.metadata import read_parquet
+from robopolicy.data.metadata import read_info, read_parquet, repair_hint
 from robopolicy.data.stats import STAT_KEYS, Stats, aggregate_stats, image_stats, vector_stats
 from robopolicy.data.video import VideoEncoding, encode_frames, remux, video_duration_s
 
@@ -128,6 +128,63 @@ def _stats_from_row(row: dict, features: dict) -> dict[str, Stats]:
     return out
 
 
+def data_schema(features: dict[str, dict]) -> pa.Schema:
+    """The data parquet schema of these info.json features (videos live in mp4 files)."""
+    cols = [(k, _arrow_type(f)) for k, f in features.items() if f["dtype"] != "video"]
+    hf = {"info": {"features": {k: _hf_feature(f) for k, f in features.items() if f["dtype"] != "video"}}}
+    return pa.schema(cols, metadata={b"huggingface": json.dumps(hf).encode()})
+
+
+def episode_stats(cols: dict[str, np.ndarray], features: dict[str, dict], fps: float) -> dict[str, Stats]:
+    """Per-episode stats of every non-string feature from the episode's columns (cameras as uint8
+    (N, H, W, 3)); timestamps from frame_index / fps in float64, as lerobot computes them."""
+    n = len(cols["frame_index"])
+    out: dict[str, Stats] = {}
+    for key, ft in features.items():
+        if ft["dtype"] in layout.CAMERA_DTYPES:
+            out[key] = image_stats(cols[key])
+        elif ft["dtype"] != "string":
+            x = np.asarray(cols["frame_index"]) / float(fps) if key == "timestamp" else cols[key]
+            out[key] = vector_stats(np.asarray(x).reshape(n, -1))
+    return out
+
+
+def stats_columns(ep_stats: dict[str, Stats]) -> dict[str, list]:
+    """An episode's stats as the ``stats/<feature>/<stat>`` columns of its meta/episodes row."""
+    return {f"stats/{key}/{s}": np.asarray(st[s]).tolist() for key, st in ep_stats.items() for s in STAT_KEYS}
+
+
+def write_parquet(tables: list[pa.Table], path: Path) -> None:
+    """Atomically write ``tables`` into one parquet file, one row group each (one per episode, like lerobot)."""
+    with layout.atomic_write(path) as tmp:
+        with pq.ParquetWriter(tmp, tables[0].schema, compression="snappy", use_dictionary=True) as pw:
+            for t in tables:
+                pw.write_table(t)
+
+
+def write_tasks(tasks: list[str], path: Path) -> None:
+    with layout.atomic_write(path) as tmp:
+        pq.write_table(_tasks_table(tasks), tmp, compression="snappy")
+
+
+def lock_dataset(root: Path) -> int:
+    """Take the one-writer lock of a dataset folder; returns the descriptor for ``unlock_dataset``."""
+    root.mkdir(parents=True, exist_ok=True)
+    fd = os.open(root / _LOCK_NAME, os.O_CREAT | os.O_RDWR, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise RuntimeError(f"{root}: another LeRobotDatasetWriter has this dataset open") from None
+    return fd
+
+
+def unlock_dataset(fd: int, root: Path) -> None:
+    fcntl.flock(fd, fcntl.LOCK_UN)
+    os.close(fd)
+    (root / _LOCK_NAME).unlink(missing_ok=True)
+
+
 class LeRobotDatasetWriter:
     """Write episodes into a LeRobotDataset v3.0 folder; see the module docstring.
 
@@ -152,7 +209,7 @@ class LeRobotDatasetWriter:
         self._buffer: dict[str, list] = {}
         self._buffer_tasks: list[str] = []
         self._finalized = False
-        self._schema = self._data_schema()
+        self._schema = data_schema(self.features)
         self._lock_fd = self._acquire_lock()
         self._clear_buffer()
 
@@ -263,7 +320,7 @@ class LeRobotDatasetWriter:
         ``save_episode`` left behind (see the module docstring). Videos keep the encoding recorded
         in info.json; a different ``video`` is an error (episodes share mp4 files)."""
         root = Path(root)
-        info = layout.read_json(root / layout.INFO_PATH)
+        info = read_info(root)
         if info.get("codebase_version") != layout.CODEBASE_VERSION:
             raise ValueError(
                 f"{root / layout.INFO_PATH}: can only append to {layout.CODEBASE_VERSION} datasets, "
@@ -295,21 +352,12 @@ class LeRobotDatasetWriter:
 
     # ------------------------------------------------------------------ locking
     def _acquire_lock(self) -> int:
-        self.root.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.root / _LOCK_NAME, os.O_CREAT | os.O_RDWR, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
-            raise RuntimeError(f"{self.root}: another LeRobotDatasetWriter has this dataset open") from None
-        return fd
+        return lock_dataset(self.root)
 
     def _release_lock(self) -> None:
         if self._lock_fd is not None:
-            fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
-            os.close(self._lock_fd)
+            unlock_dataset(self._lock_fd, self.root)
             self._lock_fd = None
-            (self.root / _LOCK_NAME).unlink(missing_ok=True)
 
     # ------------------------------------------------------------------ properties
     @property
@@ -340,15 +388,6 @@ class LeRobotDatasetWriter:
     @property
     def _video_keys(self) -> list[str]:
         return [k for k, f in self.features.items() if f["dtype"] == "video"]
-
-    def _data_schema(self) -> pa.Schema:
-        cols = [(k, _arrow_type(f)) for k, f in self.features.items() if f["dtype"] != "video"]
-        hf = {
-            "info": {
-                "features": {k: _hf_feature(f) for k, f in self.features.items() if f["dtype"] != "video"}
-            }
-        }
-        return pa.schema(cols, metadata={b"huggingface": json.dumps(hf).encode()})
 
     # ------------------------------------------------------------------ frames
     def _clear_buffer(self) -> None:
@@ -437,13 +476,7 @@ class LeRobotDatasetWriter:
         cols["index"] = start + frame_index
         cols["task_index"] = np.array([task_of[t] for t in self._buffer_tasks], dtype=np.int64)
 
-        ep_stats: dict[str, Stats] = {}
-        for key, ft in self.features.items():
-            if ft["dtype"] in layout.CAMERA_DTYPES:
-                ep_stats[key] = image_stats(cols[key])
-            elif ft["dtype"] != "string":
-                ep_stats[key] = vector_stats(ts64 if key == "timestamp" else cols[key].reshape(n, -1))
-
+        ep_stats = episode_stats(cols, self.features, fps)
         row: dict[str, Any] = {
             "episode_index": ep_index,
             "tasks": list(dict.fromkeys(self._buffer_tasks)),
@@ -452,13 +485,10 @@ class LeRobotDatasetWriter:
         row.update(self._write_data(cols, n, start))
         for key in self._video_keys:
             row.update(self._write_video(key, cols[key]))
-        for key, st in ep_stats.items():
-            for s in STAT_KEYS:
-                row[f"stats/{key}/{s}"] = np.asarray(st[s]).tolist()
+        row.update(stats_columns(ep_stats))
         self._write_episode_row(row)
         if new_tasks:
-            with layout.atomic_write(self.root / layout.TASKS_PATH) as tmp:
-                pq.write_table(_tasks_table(tasks), tmp, compression="snappy")
+            write_tasks(tasks, self.root / layout.TASKS_PATH)
         self.tasks = tasks
         self._stats = ep_stats if self._stats is None else aggregate_stats([self._stats, ep_stats])
         layout.write_json(self._stats, self.root / layout.STATS_PATH)
@@ -510,12 +540,7 @@ class LeRobotDatasetWriter:
             "dataset_to_index": start + n,
         }
 
-    @staticmethod
-    def _write_parquet(tables: list[pa.Table], path: Path) -> None:
-        with layout.atomic_write(path) as tmp:
-            with pq.ParquetWriter(tmp, tables[0].schema, compression="snappy", use_dictionary=True) as pw:
-                for t in tables:  # one row group per episode, like lerobot
-                    pw.write_table(t)
+    _write_parquet = staticmethod(write_parquet)
 
     def _data_path(self, loc: tuple[int, int]) -> Path:
         return self.root / self.info["data_path"].format(chunk_index=loc[0], file_index=loc[1])
@@ -589,11 +614,12 @@ class LeRobotDatasetWriter:
         if [r["episode_index"] for r in rows] != list(range(n_eps)):
             raise ValueError(
                 f"{root}: meta/info.json counts {n_eps} episodes but meta/episodes holds "
-                f"{[r['episode_index'] for r in rows][:10]}...; cannot resume"
+                f"{[r['episode_index'] for r in rows][:10]}...; cannot resume; {repair_hint(root)}"
             )
         if rows and rows[-1]["dataset_to_index"] != n_frames:
             raise ValueError(
-                f"{root}: meta/info.json total_frames={n_frames} but the last episode ends at {rows[-1]['dataset_to_index']}"
+                f"{root}: meta/info.json total_frames={n_frames} but the last episode ends at "
+                f"{rows[-1]['dataset_to_index']}; {repair_hint(root)}"
             )
         self._rows = rows
         n_tasks = int(info.get("total_tasks", 0))
@@ -605,8 +631,7 @@ class LeRobotDatasetWriter:
             by_idx = dict(zip(t.column("task_index").to_pylist(), t.column(text_col).to_pylist()))
             self.tasks = [by_idx[i] for i in range(n_tasks)]
             if len(by_idx) != n_tasks or "task" not in t.column_names:
-                with layout.atomic_write(root / layout.TASKS_PATH) as tmp:
-                    pq.write_table(_tasks_table(self.tasks), tmp, compression="snappy")
+                write_tasks(self.tasks, root / layout.TASKS_PATH)
         if not rows:
             for sub in ("data", "videos", layout.EPISODES_DIR):
                 shutil.rmtree(root / sub, ignore_errors=True)

@@ -3,7 +3,6 @@ policy -> success rate. ``robopolicy-train`` is a thin Hydra wrapper around ``ru
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 from typing import Any
@@ -26,12 +25,14 @@ def ensure_dataset(cfg: TrainConfig, suite) -> Path:
     episodes to it with ``python -m robopolicy.cli.record``.
     """
     from robopolicy.data import record_dataset
+    from robopolicy.data.metadata import read_info
 
     named = bool(cfg.dataset)
     path = Path(cfg.dataset or default_dataset_path(cfg.env, cfg.obs))
     info = path / "meta" / "info.json"
     wanted = cfg.episodes * len(suite.tasks)
-    have = json.loads(info.read_text()).get("total_episodes", 0) if info.exists() else 0
+    # Checked: a damaged info.json is named with what is wrong with it (and what to do).
+    have = read_info(path)["total_episodes"] if info.exists() else 0
     if named and info.exists():
         if have == 0:
             raise ValueError(f"dataset {path} holds no episodes (an interrupted recording?): finish it with "

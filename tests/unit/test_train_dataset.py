@@ -6,6 +6,7 @@ from types import SimpleNamespace
 import pytest
 
 import robopolicy.data
+from robopolicy.data import layout
 from robopolicy.train.config import TrainConfig
 from robopolicy.train.run import ensure_dataset
 
@@ -19,9 +20,16 @@ def recorded(monkeypatch):
     return calls
 
 
+def _info(episodes):
+    """A minimal valid info.json (ensure_dataset reads it through the checked reader)."""
+    features = {"action": {"dtype": "float32", "shape": [2], "names": None}, **layout.DEFAULT_FEATURES}
+    return json.dumps({"codebase_version": "v3.0", "fps": 10, "features": features, "data_path": layout.DATA_PATH,
+                       "total_episodes": episodes, "total_frames": 10 * episodes})
+
+
 def _dataset(path, episodes):
     (path / "meta").mkdir(parents=True)
-    (path / "meta" / "info.json").write_text(json.dumps({"total_episodes": episodes}))
+    (path / "meta" / "info.json").write_text(_info(episodes))
     return path
 
 
@@ -62,6 +70,6 @@ def test_default_cache_is_recorded_then_topped_up_then_left_alone(tmp_path, reco
     _dataset(tmp_path / path, 3)
     ensure_dataset(cfg, SUITE)
     assert len(recorded) == 2 and recorded[1][1]["episodes"] == 5  # short: topped up to 5 per task
-    (tmp_path / path / "meta" / "info.json").write_text(json.dumps({"total_episodes": 10}))
+    (tmp_path / path / "meta" / "info.json").write_text(_info(10))
     ensure_dataset(cfg, SUITE)
     assert len(recorded) == 2  # full (5 per task x 2 tasks): left alone
