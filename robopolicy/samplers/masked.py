@@ -5,15 +5,22 @@ predict discrete action tokens: the training-time masking and the two decoders.
   ``gamma(0) = 1`` (all masked), ``gamma(1) = 0`` (all committed). cosine: ``cos(pi/2 r)``;
   linear: ``1 - r``.
 * Training (``training_mask``): per sample, r ~ U(0, 1) and ``ceil(gamma(r) L)`` positions (at
-  least one) chosen uniformly are masked; the loss is taken on those positions.
+  least one) chosen uniformly are masked; the loss is taken on those positions. Secondary
+  remasking reads the model's output at *visible* (committed) positions, which that loss never
+  trains; ``random_token_inputs`` and ``own_prediction_inputs`` corrupt part of the visible tokens
+  (uniformly random bins; the model's own greedy guesses) so that a loss on the visible positions
+  teaches the model to score a committed token: high when it fits the context, low when not.
 * Parallel decoding (``decode_parallel``) over T rounds: after round t, ``L - masked_after[t]``
   tokens are committed, ``masked_after[t] = floor(gamma(t/T) L)`` (forced to shrink by at least
   one per round, 0 after the last). Each round is one evaluation of ``logits_fn``; the still-masked
-  positions with the highest confidence (probability of the chosen token) are committed first,
-  so the order adapts to the input. With secondary remasking, previously committed tokens whose
-  confidence in the current evaluation falls below a threshold are put back to the mask (lowest
-  first, at most as many as stay masked after the round, so the schedule above still holds) and
-  are predicted again, from a masked input, in a later round.
+  positions with the highest score are committed first, so the order adapts to the input. The
+  score (``score``) is the confidence (probability of the chosen token) or the confidence gap
+  (top-1 minus top-2 probability: low where two values compete). With secondary remasking, a
+  previously committed token is re-checked in the light of the current round: it is put back to
+  the mask when its current score falls below ``remask_threshold`` (threshold check) or has
+  dropped by more than ``remask_drop`` since it was committed (residual-drop check); the lowest
+  scores go first, at most as many as stay masked after the round, so the schedule above still
+  holds, and they are predicted again, from a masked input, in a later round.
 * Autoregressive decoding (``decode_autoregressive``): the same model, one token per evaluation
   from left to right, the rest still masked: exactly L evaluations, the baseline.
 """
@@ -27,6 +34,7 @@ from typing import Callable
 import torch
 
 SCHEDULES = ("cosine", "linear")
+SCORES = ("confidence", "gap")
 LogitsFn = Callable[[torch.Tensor], torch.Tensor]
 """(B, L) long tokens (mask id where masked) -> (B, L, V) logits: one decoder evaluation."""
 
@@ -94,6 +102,32 @@ def own_prediction_inputs(
     return torch.where(filled, pred, tokens), masked | filled
 
 
+def random_token_inputs(
+    tokens: torch.Tensor, masked: torch.Tensor, n_values: int, prob: float, generator: torch.Generator | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Replace each visible token with probability ``prob`` by a uniformly random value in
+    [0, n_values). Returns (tokens, corrupted): the new (B, L) inputs and the (B, L) bool positions
+    changed (a random value may equal the true one: it still counts as a corruption draw)."""
+    if prob <= 0:
+        return tokens, torch.zeros_like(masked)
+    dev = tokens.device
+    corrupted = (~masked) & (torch.rand(tokens.shape, device=dev, generator=generator) < prob)
+    noise = torch.randint(0, n_values, tokens.shape, device=dev, generator=generator)
+    return torch.where(corrupted, noise, tokens), corrupted
+
+
+def _score(probs: torch.Tensor, tokens: torch.Tensor, kind: str) -> torch.Tensor:
+    """(B, L) score of ``tokens`` under ``probs`` (B, L, V): its probability ("confidence") or its
+    probability minus the best other value's ("gap"; negative when another value is preferred)."""
+    p_tok = probs.gather(-1, tokens.clamp_max(probs.shape[-1] - 1).unsqueeze(-1)).squeeze(-1)
+    if kind == "confidence":
+        return p_tok
+    if kind == "gap":
+        other = probs.scatter(-1, tokens.clamp_max(probs.shape[-1] - 1).unsqueeze(-1), float("-inf")).amax(-1)
+        return p_tok - other
+    raise ValueError(f"decoding score must be one of {SCORES}, got {kind!r}")
+
+
 def _choose(logits: torch.Tensor, temperature: float) -> tuple[torch.Tensor, torch.Tensor]:
     """Token per position and its probability: argmax (temperature 0) or a sample at temperature."""
     if temperature <= 0:
@@ -135,30 +169,39 @@ def decode_parallel(
     remask_threshold: float = 0.05,
     temperature: float = 0.0,
     device=None,
+    score: str = "confidence",
+    remask_drop: float = 1.0,
 ) -> tuple[torch.Tensor, DecodeTrace]:
     """Adaptive-order parallel decoding with optional secondary remasking (module docstring).
+    ``remask_drop`` >= 1 (confidence) or 2 (gap) disables the residual-drop check.
     Returns (B, L) tokens and the trace; ``trace.evals == rounds``."""
+    if score not in SCORES:
+        raise ValueError(f"decoding score must be one of {SCORES}, got {score!r}")
     plan = masked_after_rounds(length, rounds, schedule)
     tokens = torch.full((batch, length), mask_id, dtype=torch.long, device=device)
     masked = torch.ones(batch, length, dtype=torch.bool, device=device)
+    at_commit = torch.zeros(batch, length, device=device)  # each committed token's score when committed
     trace = DecodeTrace()
     for left in plan:
         logits = logits_fn(tokens)
         trace.evals += 1
-        pred, conf = _choose(logits, temperature)
+        pred, _ = _choose(logits, temperature)
+        probs = logits.float().softmax(-1)
+        new_score = _score(probs, pred, score)
         committed = ~masked
         n_committed = committed.sum(1)
         reopen = torch.zeros_like(masked)
         if remask and left > 0:
             # Re-check earlier commitments in the light of this round's context.
-            old_conf = logits.float().softmax(-1).gather(-1, tokens.clamp_max(logits.shape[-1] - 1).unsqueeze(-1)).squeeze(-1)
-            weak = committed & (old_conf < remask_threshold)
-            reopen = _lowest_k(old_conf, weak, torch.full_like(n_committed, left))
-        # Commit the most confident still-masked predictions up to the schedule's count.
+            now = _score(probs, tokens, score)
+            weak = committed & ((now < remask_threshold) | (at_commit - now > remask_drop))
+            reopen = _lowest_k(now, weak, torch.full_like(n_committed, left))
+        # Commit the highest-scoring still-masked predictions up to the schedule's count.
         n_new = (length - left) - (n_committed - reopen.sum(1))
-        new = _lowest_k(-conf, masked, n_new)
+        new = _lowest_k(-new_score, masked, n_new)
         tokens = torch.where(new, pred, tokens)
         tokens = torch.where(reopen, torch.full_like(tokens, mask_id), tokens)
+        at_commit = torch.where(new, new_score, at_commit)
         masked = (masked & ~new) | reopen
         trace.committed.append(int((~masked).sum()))
         trace.remasked.append(int(reopen.sum()))

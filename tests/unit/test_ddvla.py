@@ -15,6 +15,7 @@ from robopolicy.policies.discrete_diffusion import DDVLAConfig, DDVLAPolicy
 from robopolicy.samplers.masked import (
     decode_autoregressive,
     decode_parallel,
+    random_token_inputs,
     masked_after_rounds,
     own_prediction_inputs,
     training_mask,
@@ -57,7 +58,7 @@ def _batch(policy: DDVLAPolicy, b: int = 4, seed: int = 0) -> dict:
 
 # --- training --------------------------------------------------------------------------------
 def test_masking_touches_only_action_tokens_and_loss_only_masked_ones():
-    policy = _policy().train()
+    policy = _policy(random_token_prob=0.0, visible_loss_weight=0.0).train()  # the masked-only objective
     batch = _batch(policy)
     seen = {}
     inner = policy.action_logits
@@ -129,7 +130,7 @@ def test_own_prediction_inputs_fill_visible_tokens_with_the_models_greedy_guess(
 
 
 def test_loss_with_own_predictions_covers_masked_and_filled_positions():
-    policy = _policy(own_prediction_prob=1.0).train()
+    policy = _policy(own_prediction_prob=1.0, random_token_prob=0.0, visible_loss_weight=0.0).train()
     batch = _batch(policy, b=16)
     seen = []
     inner = policy.action_logits
@@ -340,3 +341,128 @@ def test_checkpoint_loads_with_decoding_overrides(tmp_path):
     assert state.info["decoder_evals"] == 2
     with pytest.raises(ValueError, match="decode_round"):
         load_policy(tmp_path / "run", overrides={"decode_round": 2})
+
+
+# --- training what remasking reads -------------------------------------------------------------
+def test_random_token_inputs_corrupt_only_visible_positions():
+    g = torch.Generator().manual_seed(0)
+    b, n, v, mask_id = 256, 32, 16, 16
+    target = torch.randint(0, v, (b, n), generator=g)
+    masked = training_mask(b, n, "cosine", generator=g)
+    tokens = target.masked_fill(masked, mask_id)
+    out, corrupted = random_token_inputs(tokens, masked, v, 0.2, generator=g)
+    assert not (corrupted & masked).any() and (out[masked] == mask_id).all()
+    assert torch.equal(out[~corrupted], tokens[~corrupted])
+    assert ((out[corrupted] >= 0) & (out[corrupted] < v)).all()
+    assert abs(corrupted.sum() / (~masked).sum() - 0.2) < 0.03
+    same, none = random_token_inputs(tokens, masked, v, 0.0, generator=g)
+    assert torch.equal(same, tokens) and not none.any()
+
+
+def test_loss_adds_the_weighted_cross_entropy_on_visible_positions():
+    policy = _policy(random_token_prob=0.3, visible_loss_weight=0.5).train()
+    batch = _batch(policy, b=16)
+    seen = {}
+    inner = policy.action_logits
+
+    def spy(prefix, tokens):
+        seen["tokens"], seen["logits"] = tokens.clone(), inner(prefix, tokens)
+        return seen["logits"]
+
+    policy.action_logits = spy
+    torch.manual_seed(5)
+    loss, info = policy.loss(batch)
+    target = policy.tokenizer.encode(batch["action"])
+    tokens = seen["tokens"]
+    masked = tokens == policy.mask_id
+    real = ~batch["action_is_pad"].repeat_interleave(ACT, dim=1)
+    assert (tokens[~masked] != target[~masked]).any()  # some visible tokens were corrupted
+    ce = -F.log_softmax(seen["logits"].float(), -1).gather(-1, target.unsqueeze(-1)).squeeze(-1)
+    manual = ce[masked & real].mean() + 0.5 * ce[~masked & real].mean()
+    assert torch.allclose(loss, manual, atol=1e-5)
+    assert "visible_loss" in info and "noised_fix_acc" in info
+
+
+def _train_remask_scorer(visible_loss_weight: float, random_token_prob: float, steps: int = 150) -> float:
+    """Train the tiny policy on a deterministic state -> chunk task; return the mean probability it
+    gives a visible token that is right minus one that was replaced by a random value."""
+    policy = _policy(random_token_prob=random_token_prob, visible_loss_weight=visible_loss_weight, dropout=0.0)
+    policy.train()
+    opt = torch.optim.AdamW(policy.parameters(), lr=3e-3)
+    g = torch.Generator().manual_seed(1)
+    c = policy.config
+
+    def batch(b=32):
+        state = torch.rand(b, c.n_obs_steps, STATE, generator=g) * 2 - 1
+        t = torch.linspace(0, 1, c.horizon)[None, :, None]
+        action = (state[:, -1:, :ACT] * (1 - t) + 0.5 * t).clamp(-1, 1)
+        return {"observation.state": state, "action": action, "action_is_pad": torch.zeros(b, c.horizon, dtype=torch.bool)}
+
+    for _ in range(steps):
+        loss, _ = policy.loss(batch())
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    policy.eval()
+    with torch.no_grad():
+        bt = batch(64)
+        target = policy.tokenizer.encode(bt["action"])
+        prefix = policy.observation_tokens(bt)
+        masked = training_mask(64, policy.n_tokens, "cosine", generator=g)
+        tokens, corrupted = random_token_inputs(target.masked_fill(masked, policy.mask_id), masked, policy.n_bins, 0.3, generator=g)
+        corrupted &= tokens != target
+        probs = policy.action_logits(prefix, tokens).softmax(-1)
+        p_tok = probs.gather(-1, tokens.clamp_max(policy.n_bins - 1).unsqueeze(-1)).squeeze(-1)
+        right = ~masked & ~corrupted
+        return float(p_tok[right].mean() - p_tok[corrupted].mean())
+
+
+@pytest.mark.slow  # two short trainings: ~1 min on a quiet 2-core machine
+def test_visible_loss_teaches_the_score_that_remasking_reads():
+    # Without a loss on visible positions their outputs are untrained: a wrong committed token
+    # scores about like a right one. With it, wrong tokens score clearly lower.
+    trained = _train_remask_scorer(visible_loss_weight=0.5, random_token_prob=0.2)
+    untrained = _train_remask_scorer(visible_loss_weight=0.0, random_token_prob=0.0)
+    assert trained > 0.3
+    assert trained > untrained + 0.2
+
+
+def test_residual_drop_check_reopens_a_token_whose_confidence_fell():
+    v, mask_id = 8, 8
+    calls = []
+
+    def fn(tokens):  # position 0: sure of 3 in round 1, then only ~0.5 on it (above the threshold)
+        calls.append(tokens.clone())
+        logits = torch.zeros(1, 4, v)
+        logits[0, 0, 3] = 20.0 if len(calls) == 1 else 2.0
+        return logits
+
+    tokens, trace = decode_parallel(fn, 1, 4, mask_id, rounds=4, remask=True, remask_threshold=0.05, remask_drop=0.3)
+    assert trace.remasked[1] == 1 and calls[2][0, 0] == mask_id
+    calls.clear()
+    tokens, trace = decode_parallel(fn, 1, 4, mask_id, rounds=4, remask=True, remask_threshold=0.05, remask_drop=1.0)
+    assert sum(trace.remasked) == 0 and tokens[0, 0] == 3
+
+
+def test_confidence_gap_score_orders_commits_differently_from_confidence():
+    v, mask_id = 4, 4
+    probs = torch.tensor([[[0.50, 0.48, 0.01, 0.01],   # highest confidence, but two values compete
+                           [0.46, 0.18, 0.18, 0.18],   # lower confidence, a clear winner
+                           [0.25, 0.25, 0.25, 0.25],
+                           [0.25, 0.25, 0.25, 0.25]]])
+    logits = probs.log()
+
+    def first_commit(score: str) -> int:
+        seen = []
+
+        def fn(tokens):
+            seen.append(tokens.clone())
+            return logits
+
+        decode_parallel(fn, 1, 4, mask_id, rounds=4, remask=False, score=score)
+        return int((seen[1][0] != mask_id).nonzero()[0])
+
+    assert first_commit("confidence") == 0
+    assert first_commit("gap") == 1
+    with pytest.raises(ValueError, match="score"):
+        decode_parallel(lambda t: logits, 1, 4, mask_id, rounds=2, score="nope")

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from robopolicy.encoders import EncoderConfig
 from robopolicy.normalize import NormalizerConfig
 from robopolicy.policies.base import PolicyConfig
-from robopolicy.samplers.masked import SCHEDULES
+from robopolicy.samplers.masked import SCHEDULES, SCORES
 from robopolicy.tokenizers import TokenizerConfig
 
 DECODE_MODES = ("parallel", "autoregressive")
@@ -52,6 +52,12 @@ class DDVLAConfig(PolicyConfig):
     own_prediction_prob: float = 0.0
     """Training: share of samples whose visible tokens are partly the model's own no-grad predictions
     (as when decoding), with the loss on them too; 0 = the paper's masked-only objective."""
+    random_token_prob: float = 0.1
+    """Training: share of the remaining visible tokens replaced by uniformly random bins, so the
+    visible-position loss teaches the model to score committed tokens (what remasking reads)."""
+    visible_loss_weight: float = 0.5
+    """Training: weight of the cross-entropy on visible positions (true or corrupted tokens) beside
+    the masked-position loss; 0 (with random_token_prob 0) = the masked-only objective."""
     decode_mode: str = "parallel"
     """parallel (adaptive-order rounds) | autoregressive (left to right, one token per evaluation)."""
     decode_rounds: int = 12
@@ -59,7 +65,13 @@ class DDVLAConfig(PolicyConfig):
     remask: bool = True
     """Parallel decoding: secondary remasking of committed tokens whose confidence drops."""
     remask_threshold: float = 0.05
-    """Remask a committed token when the current round gives it a probability below this."""
+    """Threshold check: remask a committed token whose current score falls below this."""
+    remask_drop: float = 0.5
+    """Residual-drop check: remask a committed token whose score fell by more than this since it was
+    committed (>= 1 with the confidence score, >= 2 with the gap, turns the check off)."""
+    decode_score: str = "confidence"
+    """Parallel decoding: the score that orders commits and that remasking checks: confidence (the
+    chosen value's probability) | gap (top-1 minus top-2 probability)."""
     temperature: float = 0.0
     """Sampling temperature of the token values (0 = greedy argmax, deterministic)."""
 
@@ -75,6 +87,14 @@ class DDVLAConfig(PolicyConfig):
             raise ValueError(f"decode_mode must be one of {DECODE_MODES}, got {self.decode_mode!r}")
         if not 0.0 <= self.own_prediction_prob <= 1.0:
             raise ValueError(f"own_prediction_prob must be in [0, 1], got {self.own_prediction_prob}")
+        if not 0.0 <= self.random_token_prob <= 1.0:
+            raise ValueError(f"random_token_prob must be in [0, 1], got {self.random_token_prob}")
+        if self.visible_loss_weight < 0:
+            raise ValueError(f"visible_loss_weight must be >= 0, got {self.visible_loss_weight}")
+        if self.decode_score not in SCORES:
+            raise ValueError(f"decode_score must be one of {SCORES}, got {self.decode_score!r}")
+        if self.remask_drop < 0:
+            raise ValueError(f"remask_drop must be >= 0, got {self.remask_drop}")
         if self.decode_rounds < 1:
             raise ValueError(f"decode_rounds must be >= 1, got {self.decode_rounds}")
         if not 0.0 <= self.remask_threshold <= 1.0:

@@ -16,14 +16,24 @@ One transformer reads a single sequence
 Training (masked discrete diffusion): tokenize the chunk, mask a random subset of the action
 tokens per sample (the fraction drawn from the mask schedule, ``samplers/masked.py``), and take
 the cross-entropy of the head's logits against the true tokens on the masked, non-padded
-positions only. Optionally (``own_prediction_prob``), some samples see part of their visible
-tokens replaced by the model's own no-grad predictions, as at decoding time, and the loss covers
-those positions too (``samplers/masked.py``: ``own_prediction_inputs``).
+positions. Optionally (``own_prediction_prob``), some samples see part of their visible tokens
+replaced by the model's own no-grad predictions, as at decoding time, and that loss covers those
+positions too (``samplers/masked.py``: ``own_prediction_inputs``).
+
+Secondary remasking reads the model's output at committed (visible) positions, which the masked
+loss alone never trains (its outputs there are whatever the network happens to produce). So a
+share ``random_token_prob`` of the remaining visible tokens is replaced by uniformly random bins,
+and ``visible_loss_weight`` x the cross-entropy on all remaining visible positions (true or
+corrupted) is added: the model learns to give a committed token a high probability where it fits
+the context and a low one where it does not, which is the score remasking thresholds.
+
+    loss = CE(masked and own-guessed positions) + visible_loss_weight * CE(other visible positions)
 
 Inference (``act``): encode the observation once, then decode the L tokens from all-[MASK]:
-``parallel`` mode runs ``decode_rounds`` evaluations, committing the most confident tokens first
-along the cosine schedule and re-masking committed tokens whose confidence falls below
-``remask_threshold``; ``autoregressive`` mode is the left-to-right baseline of the same model (one
+``parallel`` mode runs ``decode_rounds`` evaluations, committing the highest-scoring tokens first
+(``decode_score``: confidence, or the top-1 minus top-2 confidence gap) along the cosine schedule
+and re-masking committed tokens whose score falls below ``remask_threshold`` or has dropped by more
+than ``remask_drop`` since they were committed; ``autoregressive`` mode is the left-to-right baseline of the same model (one
 token per evaluation, L evaluations). Tokens decode to bin centers in raw units; the chunk's
 ``n_action_steps`` actions from the current frame are returned. ``state.info["decoder_evals"]``
 counts the transformer forward passes; nothing is carried between calls.
@@ -48,7 +58,13 @@ from robopolicy.normalize import Normalizer
 from robopolicy.policies.base import Policy
 from robopolicy.policies.discrete_diffusion.config import DDVLAConfig
 from robopolicy.registry import register
-from robopolicy.samplers.masked import decode_autoregressive, decode_parallel, own_prediction_inputs, training_mask
+from robopolicy.samplers.masked import (
+    decode_autoregressive,
+    decode_parallel,
+    own_prediction_inputs,
+    random_token_inputs,
+    training_mask,
+)
 from robopolicy.tokenizers import ActionTokenizer
 from robopolicy.types import Batch, FeatureSpec, Obs, PolicyState
 
@@ -149,17 +165,29 @@ class DDVLAPolicy(Policy):
         tokens, predict = own_prediction_inputs(
             lambda t: self.action_logits(detached, t), target, masked, self.mask_id, c.own_prediction_prob
         )
+        tokens, noised = random_token_inputs(tokens, predict, self.n_bins, c.random_token_prob)
         logits = self.action_logits(prefix, tokens)
         ce = F.cross_entropy(logits.float().flatten(0, 1), target.flatten(), reduction="none").view(b, -1)
-        weight = predict
+        real = torch.ones_like(predict)
         if pad is not None:  # a padded step pads all of its A tokens
-            weight = weight & ~pad.repeat_interleave(self.features.action_dim, dim=1)
-        w = weight.to(ce.dtype)
-        loss = (ce * w).sum() / w.sum().clamp_min(1.0)
+            real = ~pad.repeat_interleave(self.features.action_dim, dim=1)
+        w_main = (predict & real).to(ce.dtype)
+        loss = (ce * w_main).sum() / w_main.sum().clamp_min(1.0)
+        info = {}
+        w_vis = (~predict & real).to(ce.dtype)
+        if c.visible_loss_weight > 0:
+            vis_loss = (ce * w_vis).sum() / w_vis.sum().clamp_min(1.0)
+            loss = loss + c.visible_loss_weight * vis_loss
+            info["visible_loss"] = float(vis_loss.detach())
         with torch.no_grad():
-            acc = ((logits.argmax(-1) == target).to(ce.dtype) * w).sum() / w.sum().clamp_min(1.0)
-        return loss, {"loss": float(loss.detach()), "masked_acc": float(acc), "mask_ratio": float(masked.float().mean()),
-                      "own_ratio": float((predict & ~masked).float().mean())}
+            hit = (logits.argmax(-1) == target).to(ce.dtype)
+            acc = (hit * w_main).sum() / w_main.sum().clamp_min(1.0)
+            if c.random_token_prob > 0:  # how often a corrupted visible token is put right
+                w_noise = (noised & real).to(ce.dtype)
+                info["noised_fix_acc"] = float((hit * w_noise).sum() / w_noise.sum().clamp_min(1.0))
+        info.update({"loss": float(loss.detach()), "masked_acc": float(acc), "mask_ratio": float(masked.float().mean()),
+                     "own_ratio": float((predict & ~masked).float().mean())})
+        return loss, info
 
     # --- inference ---------------------------------------------------------------------------
     @torch.inference_mode()
@@ -179,6 +207,7 @@ class DDVLAPolicy(Policy):
             tokens, trace = decode_parallel(
                 logits_fn, b, self.n_tokens, self.mask_id, rounds=c.decode_rounds, schedule=c.mask_schedule,
                 remask=c.remask, remask_threshold=c.remask_threshold, temperature=c.temperature, device=dev,
+                score=c.decode_score, remask_drop=c.remask_drop,
             )
         return tokens, {"decoder_evals": trace.evals, "remasked": sum(trace.remasked)}
 
