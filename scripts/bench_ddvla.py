@@ -88,8 +88,14 @@ def bench_success(args) -> tuple[list[dict], str, str]:
     top = max(args.rounds)
     settings = [(f"parallel, {r} rounds, remask", {"decode_mode": "parallel", "decode_rounds": r, "remask": True}, r)
                 for r in args.rounds]
-    if not args.only_rounds:
+    if args.remask_off_all:  # remasking off at every round count (with 1 round there is nothing to re-check)
+        settings += [(f"parallel, {r} rounds, no remask", {"decode_mode": "parallel", "decode_rounds": r, "remask": False}, r)
+                     for r in args.rounds if r > 1]
+    elif not args.only_rounds:
         settings.append((f"parallel, {top} rounds, no remask", {"decode_mode": "parallel", "decode_rounds": top, "remask": False}, top))
+    for r in args.gap_rounds:
+        settings.append((f"parallel, {r} rounds, remask, gap score",
+                         {"decode_mode": "parallel", "decode_rounds": r, "remask": True, "decode_score": "gap"}, r))
     if args.autoregressive:
         settings.append(("autoregressive", {"decode_mode": "autoregressive"}, n_tokens))
     rows = sweep(step_dir, settings, args.episodes, args.n_envs, args.seed, first_trial=args.first_trial)
@@ -105,6 +111,10 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, nargs="*", default=[1, 2, 4, 8, 12], help="(2): decoding rounds to evaluate")
     ap.add_argument("--only-rounds", action="store_true",
                     help="(2): only the --rounds settings (remasking on), without the extra no-remask row")
+    ap.add_argument("--remask-off-all", action="store_true",
+                    help="(2): also each --rounds setting (> 1 round) with remasking off")
+    ap.add_argument("--gap-rounds", type=int, nargs="*", default=[],
+                    help="(2): also these rounds with the confidence-gap score (decode_score=gap), remasking on")
     ap.add_argument("--autoregressive", action="store_true", help="(2): also evaluate autoregressive decoding")
     ap.add_argument("--episodes", type=int, default=50, help="(2): episodes per task")
     ap.add_argument("--first-trial", type=int, default=0,
