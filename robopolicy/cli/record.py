@@ -2,7 +2,9 @@
 
     robopolicy-record env=metaworld/mt1/push-v3 obs=image episodes=50 output=datasets/push
 
-Re-running the same command after an interruption continues the dataset where it stopped.
+Re-running the same command after an interruption continues the dataset where it stopped;
+on a damaged dataset it first repairs it (robopolicy/data/repair.py) and records the
+dropped episodes again.
 """
 
 from __future__ import annotations

@@ -167,3 +167,16 @@ def test_damaged_recording_file_is_named_with_a_working_way_out(ds):
     (ds / RECORDING_PATH).write_text('{"episodes": [{"episode_index": 0}]}')
     with pytest.raises(ValueError, match=r"robopolicy_recording.json: not a recording file"):
         rec(ds)
+
+
+V21 = (Path(__file__).parents[2] / ".." / "shared" / "fixtures" / "lerobot" / "v21_video_lerobot032").resolve()
+
+
+@pytest.mark.skipif(not V21.is_dir(), reason=f"lerobot fixture {V21} not found")
+def test_a_damaged_v21_dataset_is_not_sent_to_a_repair_that_cannot_handle_it(tmp_path):
+    root = Path(shutil.copytree(V21, tmp_path / "v21"))
+    data = sorted((root / "data").rglob("*.parquet"))[0]
+    _cut(data)
+    with pytest.raises(ValueError, match=r"corrupt or unreadable parquet .*; restore the damaged file from the "
+                                         r"dataset's source \(only v3.0 datasets can be repaired here\)"):
+        LeRobotDataset(root)
