@@ -8,3 +8,10 @@ def load_policy(path, use_ema: bool = True, device="cpu"):
     from robopolicy.train.checkpoint import load_policy as _load
 
     return _load(path, use_ema=use_ema, device=device)
+
+
+def load_world_model(path, use_ema: bool = True, device="cpu"):
+    """Load a trained world model (``robopolicy-train-wm``) from a checkpoint folder."""
+    from robopolicy.world_model.checkpoint import load_world_model as _load
+
+    return _load(path, use_ema=use_ema, device=device)

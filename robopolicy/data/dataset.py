@@ -285,6 +285,15 @@ class LeRobotDataset(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return self.num_frames
 
+    def column(self, key: str) -> np.ndarray:
+        """Every loaded frame's value of a non-camera feature, in item order (read-only view):
+        (N,) for scalars such as ``next.reward``, (N, *shape) otherwise."""
+        if key not in self._arrays:
+            raise KeyError(f"{self.root}: no non-camera feature {key!r} (have: {sorted(self._arrays)})")
+        view = self._arrays[key].view()
+        view.flags.writeable = False
+        return view
+
     def feature_spec(self, use_language: bool = False) -> FeatureSpec:
         """Shapes a policy is built for: action/state widths and every camera of the dataset as
         (C, H, W) (whatever ``camera_keys`` selected)."""

@@ -20,6 +20,7 @@ again holds the requested number.
 from __future__ import annotations
 
 import inspect
+import json
 import multiprocessing as mp
 from collections import deque
 from dataclasses import asdict, dataclass, field
@@ -66,8 +67,9 @@ def _features(result: EpisodeResult, use_videos: bool) -> dict[str, dict]:
                 "shape": list(arr.shape[1:]),
                 "names": ["height", "width", "channels"],
             }
-        else:
-            feats[key] = {"dtype": "float32", "shape": list(arr.shape[1:]), "names": None}
+        else:  # per-frame scalars (next.reward, next.done) are shape-(1,) features, as in lerobot
+            dtype = "bool" if arr.dtype.kind == "b" else "float32"
+            feats[key] = {"dtype": dtype, "shape": list(arr.shape[1:]) or [1], "names": None}
     return feats
 
 
@@ -246,11 +248,17 @@ def record_dataset(
     post_success_steps: int = 4,
     suite_factory: str = "envs:make_suite",
     writer_options: dict[str, Any] | None = None,
+    spec: RolloutSpec | None = None,
+    episode_fn: Callable[[Any, str, int], EpisodeResult] = run_episode,
 ) -> RecordSummary:
     """Record ``episodes`` expert episodes per task of ``suite_name`` into ``output`` (see module doc).
 
     ``num_workers=0`` rolls out in this process. ``writer_options`` go to
     ``LeRobotDatasetWriter.create`` (e.g. ``video=VideoEncoding(...)``, file size limits).
+    ``spec`` / ``episode_fn``: another rollout (a picklable ``RolloutSpec`` subclass and a
+    module-level ``fn(spec, task, trial) -> EpisodeResult``, e.g. the world model's noisy-expert
+    play data); the spec's suite, obs, image size and split must match the arguments above, and
+    its fields are saved with the recording so a resumed run uses the same ones.
     """
     from tqdm.auto import tqdm
 
@@ -261,9 +269,16 @@ def record_dataset(
     if seed_split not in ("train", "eval"):
         raise ValueError(f"seed_split must be 'train' or 'eval', got {seed_split!r}")
     root = Path(output)
-    spec = RolloutSpec(
-        suite_name, obs, int(image_size), seed_split, stop_on_success, int(post_success_steps), suite_factory
-    )
+    custom = spec is not None
+    if spec is None:
+        spec = RolloutSpec(
+            suite_name, obs, int(image_size), seed_split, stop_on_success, int(post_success_steps), suite_factory
+        )
+    elif (spec.suite_name, spec.obs, spec.image_size, spec.seed_split) != (suite_name, obs, int(image_size), seed_split):
+        raise ValueError(
+            f"record_dataset: spec is for {(spec.suite_name, spec.obs, spec.image_size, spec.seed_split)}, the "
+            f"arguments ask for {(suite_name, obs, int(image_size), seed_split)} (suite, obs, image_size, seed_split)"
+        )
     config = {
         "suite": suite_name,
         "obs": obs,
@@ -274,6 +289,11 @@ def record_dataset(
         "stop_on_success": bool(stop_on_success),
         "post_success_steps": int(post_success_steps),
     }
+    if custom:
+        rollout = {"type": type(spec).__qualname__, **asdict(spec)}
+        rollout.pop("suite_factory")
+        config["rollout"] = json.loads(json.dumps(rollout))  # tuples as lists, as read back on resume
+        config["stop_on_success"], config["post_success_steps"] = spec.stop_on_success, spec.post_success_steps
     from robopolicy.data.metadata import read_info
     from robopolicy.data.repair import finish_interrupted_repair
 
@@ -325,10 +345,10 @@ def record_dataset(
                 next_trial[t] += 1
             inflight[t] += 1
             if pool is not None:
-                fut = pool.apply_async(run_episode, (spec, t, trial))
+                fut = pool.apply_async(episode_fn, (spec, t, trial))
                 pending.append((t, trial, fut.get))
             else:
-                pending.append((t, trial, lambda t=t, trial=trial: run_episode(spec, t, trial)))
+                pending.append((t, trial, lambda t=t, trial=trial: episode_fn(spec, t, trial)))
 
     already = sum(min(prog.count(t), need[t]) for t in tasks)
     bar = tqdm(

@@ -280,6 +280,8 @@ def _resolve_suite(name: Any, obs: str, image_size: int | None) -> Any:
 
 
 def _make_vector(suite: Any, task: str, n_envs: int, vector: str) -> VectorEnv:
+    if hasattr(suite, "make_vector"):  # a suite that batches its own envs (robopolicy.world_model)
+        return suite.make_vector(task, n_envs)
     fns = [suite.env_fn(task) for _ in range(n_envs)]
     if vector == "sync" or n_envs == 1:
         return SyncVectorEnv(fns, autoreset_mode=AutoresetMode.NEXT_STEP)

@@ -39,6 +39,8 @@ class EvalJobConfig:
     """Evaluate trials first_trial .. first_trial + episodes - 1 of the held-out initial states."""
     policy_overrides: dict[str, Any] = field(default_factory=dict)
     """Policy config fields changed for this evaluation, e.g. ``+policy_overrides.decode_rounds=4``."""
+    world_model: Optional[str] = None
+    """A world-model checkpoint (robopolicy-train-wm): run the episodes inside it, from the real initial states."""
 
 
 def run_eval(cfg: EvalJobConfig, progress: bool = True) -> dict:
@@ -60,7 +62,13 @@ def run_eval(cfg: EvalJobConfig, progress: bool = True) -> dict:
     policy = load_policy(step_dir, use_ema=cfg.use_ema, device=pick_device(cfg.device),
                          overrides=dict(cfg.policy_overrides or {}))
     out = Path(cfg.output) if cfg.output else step_dir / f"eval_{slug(env)}"
-    return evaluate(policy, env, episodes=cfg.episodes, obs=obs, image_size=image_size, n_envs=cfg.n_envs,
+    suite = env
+    if cfg.world_model:  # imagined episodes behind the same suite / vector-env API
+        from robopolicy.world_model.env import world_model_suite
+
+        suite = world_model_suite(cfg.world_model, env, policy, device=pick_device(cfg.device))
+        out = Path(cfg.output) if cfg.output else step_dir / f"eval_world_model_{slug(env)}"
+    return evaluate(policy, suite, episodes=cfg.episodes, obs=obs, image_size=image_size, n_envs=cfg.n_envs,
                     scheduler=cfg.scheduler, video_dir=out / "videos" if cfg.videos else None,
                     n_videos=cfg.videos, out_dir=out, progress=progress, perturb_step=cfg.perturb_step,
                     first_trial=cfg.first_trial)

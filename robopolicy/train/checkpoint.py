@@ -79,6 +79,7 @@ def save_checkpoint(
             "policy_config": to_dict(policy.config),
             "features": policy.features.to_dict(),
             "step": step,
+            **getattr(policy, "checkpoint_meta", {}),  # e.g. {"kind": "world_model"}
         }
         (tmp / "meta.json").write_text(json.dumps(meta, indent=2))
         if train_config is not None:
@@ -175,6 +176,9 @@ def load_policy(path: str | Path, use_ema: bool = True, device: str | torch.devi
         raise ValueError(f"{step_dir / 'meta.json'} is not valid JSON: {e}") from e
     if meta.get("format_version") != FORMAT_VERSION:
         raise ValueError(f"{step_dir}: checkpoint format {meta.get('format_version')} != {FORMAT_VERSION}")
+    if meta.get("kind", "policy") != "policy":
+        raise ValueError(f"{step_dir} holds a {meta['kind']}, not a policy (a world model loads with "
+                         f"robopolicy.load_world_model)")
     cls = registry.get("policy", meta["policy"])
     config = from_dict(cls.config_class, _merge(meta["policy_config"], dict(overrides or {}), "policy_overrides"))
     features = FeatureSpec.from_dict(meta["features"])

@@ -1,0 +1,31 @@
+"""``robopolicy-train-wm [env=metaworld/mt1/push-v3] [steps=...] [model.objective=regression]``:
+record play data if missing, train a world model, checkpoint it. See configs/train_wm.yaml."""
+
+from __future__ import annotations
+
+import hydra
+from hydra.core.config_store import ConfigStore
+from omegaconf import DictConfig, OmegaConf
+
+from robopolicy.cli.configstore import CONFIG_DIR
+
+
+@hydra.main(config_path=CONFIG_DIR, config_name="train_wm", version_base="1.3")
+def _main(cfg: DictConfig) -> None:
+    from robopolicy.world_model.train import run_wm_training
+
+    result = run_wm_training(OmegaConf.to_object(cfg))
+    print(f"\ntrained the world model {result['train_steps']} steps in {result['train_minutes']:.1f} min; "
+          f"run folder {result['run_dir']}\nevaluate a policy inside it: robopolicy-eval checkpoint=<policy> "
+          f"world_model={result['run_dir']}")
+
+
+def main() -> None:
+    from robopolicy.world_model.train import WorldModelTrainConfig
+
+    ConfigStore.instance().store(name="train_wm_schema", node=WorldModelTrainConfig)
+    _main()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,146 @@
+"""Transitions for world-model training, read from a play dataset (LeRobotDataset v3.0).
+
+``Episodes`` holds a dataset's per-frame arrays (state, action, reward fields) and episode bounds;
+``TransitionWindows`` turns them into training items: for frame t, the states t-T+1..t (the first
+frame repeats before the episode start), the actions t-T+1..t+K-1 (padding flagged), the next
+states t+1..t+K (flagged past the episode end: the last frame has no recorded next state) and the
+frame's ``next.reward`` / ``next.success`` / ``next.done``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+
+from robopolicy.types import ACTION_KEY, ACTION_PAD_KEY, STATE_KEY
+from robopolicy.world_model.play import DONE_KEY, REWARD_KEY, SUCCESS_KEY
+
+NEXT_STATE_KEY = "next." + STATE_KEY
+NEXT_STATE_PAD_KEY = NEXT_STATE_KEY + "_is_pad"
+REWARD_FIELDS = (REWARD_KEY, SUCCESS_KEY, DONE_KEY)
+
+
+@dataclass
+class Episodes:
+    """Per-frame arrays of a set of episodes, concatenated in order."""
+
+    states: np.ndarray
+    """(N, S) float32 observation.state."""
+    actions: np.ndarray
+    """(N, A) float32 actions taken at each frame."""
+    rewards: np.ndarray
+    """(N,) float32 next.reward."""
+    success: np.ndarray
+    """(N,) bool next.success."""
+    done: np.ndarray
+    """(N,) bool next.done."""
+    bounds: np.ndarray
+    """(E, 2) [start, end) rows of each episode."""
+    episode_index: np.ndarray
+    """(E,) the dataset's index of each episode."""
+    stats: dict[str, Any] | None = None
+    """The dataset's statistics (stats.json, exact action quantiles)."""
+    fps: float = 10.0
+    """Dataset frame rate."""
+
+    @property
+    def num_episodes(self) -> int:
+        return len(self.bounds)
+
+    def episode(self, j: int) -> dict[str, np.ndarray]:
+        a, b = self.bounds[j]
+        return {"states": self.states[a:b], "actions": self.actions[a:b], "rewards": self.rewards[a:b],
+                "success": self.success[a:b], "done": self.done[a:b]}
+
+    def episode_success(self) -> np.ndarray:
+        """(E,) whether each episode reported success at some step."""
+        return np.array([bool(self.success[a:b].any()) for a, b in self.bounds])
+
+
+def load_episodes(root: str | Path, episodes: Sequence[int] | None = None) -> Episodes:
+    """Read a play dataset's episodes; a dataset without reward fields (plain demonstrations) is
+    refused with the command that records play data."""
+    from robopolicy.data import LeRobotDataset
+
+    ds = LeRobotDataset(root, episodes=episodes, camera_keys=[])
+    missing = [k for k in (STATE_KEY, ACTION_KEY, *REWARD_FIELDS) if k not in ds.features]
+    if missing:
+        raise ValueError(
+            f"{root}: dataset has no {missing} feature(s); a world model learns from play data with rewards: "
+            f"record it with robopolicy-train-wm (or robopolicy.world_model.record_play_dataset)"
+        )
+    col = ds.column
+    episode_col = col("episode_index")
+    bounds = ds.episode_bounds.astype(np.int64)
+    return Episodes(
+        states=np.array(col(STATE_KEY), dtype=np.float32).reshape(len(ds), -1),
+        actions=np.array(col(ACTION_KEY), dtype=np.float32).reshape(len(ds), -1),
+        rewards=np.array(col(REWARD_KEY), dtype=np.float32).reshape(-1),
+        success=np.asarray(col(SUCCESS_KEY)).astype(bool).reshape(-1),
+        done=np.asarray(col(DONE_KEY)).astype(bool).reshape(-1),
+        bounds=bounds,
+        episode_index=np.asarray(episode_col[bounds[:, 0]], dtype=np.int64),
+        stats=ds.training_stats(),
+        fps=float(ds.fps),
+    )
+
+
+class TransitionWindows(torch.utils.data.Dataset):
+    """One training item per frame (see the module docstring)."""
+
+    def __init__(self, episodes: Episodes, n_history: int, n_future: int = 1):
+        if n_history < 1 or n_future < 1:
+            raise ValueError(f"TransitionWindows: n_history and n_future must be >= 1, got {n_history}, {n_future}")
+        self.ep, self.T, self.K = episodes, int(n_history), int(n_future)
+        n = len(episodes.states)
+        start = np.zeros(n, dtype=np.int64)
+        end = np.zeros(n, dtype=np.int64)
+        for a, b in episodes.bounds:
+            start[a:b], end[a:b] = a, b
+        # every item's row indices and padding flags, computed once: an item is then pure indexing
+        rows = np.arange(n)[:, None]
+        s, e = start[:, None], end[:, None]
+        self._hist = np.clip(rows + np.arange(-self.T + 1, 1), s, e - 1)
+        acts = rows + np.arange(-self.T + 1, self.K)
+        self._act_pad = (acts < s) | (acts >= e)
+        self._acts = np.clip(acts, s, e - 1)
+        nxt = rows + np.arange(1, self.K + 1)
+        self._next_pad = nxt >= e
+        self._next = np.clip(nxt, s, e - 1)
+        self._scalars = np.stack([episodes.rewards, episodes.success, episodes.done], axis=1).astype(np.float32)
+
+    def __len__(self) -> int:
+        return len(self.ep.states)
+
+    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+        i = int(i)
+        ep, sc = self.ep, self._scalars[i]
+        return {
+            STATE_KEY: torch.from_numpy(ep.states[self._hist[i]]),
+            ACTION_KEY: torch.from_numpy(ep.actions[self._acts[i]]),
+            ACTION_PAD_KEY: torch.from_numpy(self._act_pad[i]),
+            NEXT_STATE_KEY: torch.from_numpy(ep.states[self._next[i]]),
+            NEXT_STATE_PAD_KEY: torch.from_numpy(self._next_pad[i]),
+            REWARD_KEY: torch.tensor(sc[0]),
+            SUCCESS_KEY: torch.tensor(sc[1]),
+            DONE_KEY: torch.tensor(sc[2]),
+        }
+
+    def batch(self, indices) -> dict[str, torch.Tensor]:
+        """The items at ``indices`` already stacked (what a DataLoader would collate), in one go."""
+        idx = np.asarray(indices, dtype=np.int64)
+        ep, sc = self.ep, self._scalars[idx]
+        return {
+            STATE_KEY: torch.from_numpy(ep.states[self._hist[idx]]),
+            ACTION_KEY: torch.from_numpy(ep.actions[self._acts[idx]]),
+            ACTION_PAD_KEY: torch.from_numpy(self._act_pad[idx]),
+            NEXT_STATE_KEY: torch.from_numpy(ep.states[self._next[idx]]),
+            NEXT_STATE_PAD_KEY: torch.from_numpy(self._next_pad[idx]),
+            REWARD_KEY: torch.from_numpy(sc[:, 0].copy()),
+            SUCCESS_KEY: torch.from_numpy(sc[:, 1].copy()),
+            DONE_KEY: torch.from_numpy(sc[:, 2].copy()),
+        }

@@ -1,0 +1,149 @@
+"""Play data for world models: noisy-expert rollouts that keep their failures and their rewards.
+
+A world model that only ever saw demonstrations cannot imagine a failure, so its data are the
+suite's scripted expert with Gaussian action noise at several levels (trial ``i`` uses
+``noise_levels[i % len(noise_levels)]``) and, in the noisy trials, segments of uniform random
+actions. Every episode is kept (``keep_failed``), and each frame stores lerobot's reward fields:
+``next.reward`` (float32, the simulator's dense reward for the step taken at this frame),
+``next.success`` (bool, ``info["success"]`` after it) and ``next.done`` (bool, True on the
+episode's last frame, as lerobot records it). Recording goes through the shared recorder
+(``robopolicy.data.record.record_dataset``: worker processes, resume, LeRobotDataset v3.0).
+
+Kept free of torch imports: it runs in the recorder's worker processes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from robopolicy.data.rollout import (
+    _CACHE,
+    ACTION_KEY,
+    IMAGE_PREFIX,
+    STATE_KEY,
+    EpisodeResult,
+    RolloutSpec,
+    _suite,
+)
+
+REWARD_KEY = "next.reward"
+SUCCESS_KEY = "next.success"
+DONE_KEY = "next.done"
+_NOISE_STREAM = 0x9A7  # separates the play noise from the env's reset stream
+
+
+@dataclass(frozen=True)
+class PlaySpec(RolloutSpec):
+    """A recorder rollout spec plus how the expert's actions are perturbed (picklable)."""
+
+    noise_levels: tuple[float, ...] = (0.0, 0.1, 0.3, 0.6)
+    """Std of the Gaussian noise added to the expert's actions, cycled over trials."""
+    random_segment_prob: float = 0.02
+    """Per-step chance (trials with noise > 0) that a segment of uniform random actions starts."""
+    random_segment_steps: tuple[int, int] = (5, 30)
+    """Shortest and longest random-action segment, in steps."""
+
+    def __post_init__(self) -> None:
+        if not self.noise_levels or any(not s >= 0 for s in self.noise_levels):
+            raise ValueError(f"PlaySpec: noise_levels must be a non-empty list of stds >= 0, got {self.noise_levels}")
+        if not 0 <= self.random_segment_prob <= 1:
+            raise ValueError(f"PlaySpec: random_segment_prob must lie in [0, 1], got {self.random_segment_prob}")
+        lo, hi = self.random_segment_steps
+        if not 1 <= lo <= hi:
+            raise ValueError(f"PlaySpec: random_segment_steps must be (min, max) with 1 <= min <= max, got {(lo, hi)}")
+
+    def noise_std(self, trial: int) -> float:
+        return float(self.noise_levels[trial % len(self.noise_levels)])
+
+
+def run_play_episode(spec: PlaySpec, task: str, trial: int) -> EpisodeResult:
+    """One noisy-expert episode from trial ``trial``'s initial state, with reward fields per frame.
+
+    Frame t pairs the observation before step t with the action executed at it (lerobot's
+    convention); the expert is queried at every step, also inside random segments, so an expert
+    that keeps a phase still follows the episode.
+    """
+    suite = _suite(spec)
+    key = ("env", spec, task)
+    if key not in _CACHE:
+        _CACHE[key] = (suite.make_env(task), suite.make_expert(task))
+    env, expert = _CACHE[key]
+    seed = int(suite.trial_seed(task, trial, spec.seed_split))
+    rng = np.random.default_rng([seed, _NOISE_STREAM])
+    std = spec.noise_std(trial)
+    low, high = env.action_space.low, env.action_space.high
+    obs, info = env.reset(seed=seed)
+    expert.reset()
+    rec: dict[str, list] = {}
+    success = bool(info.get("success", False))
+    left = None  # frames still to record after the first success
+    random_left = 0
+    for _ in range(int(suite.max_episode_steps(task))):
+        action = np.asarray(expert.act(obs), dtype=np.float32)
+        if std > 0:
+            if random_left == 0 and rng.random() < spec.random_segment_prob:
+                random_left = int(rng.integers(spec.random_segment_steps[0], spec.random_segment_steps[1] + 1))
+            if random_left > 0:
+                action = rng.uniform(low, high).astype(np.float32)
+                random_left -= 1
+            else:
+                action = action + rng.normal(0.0, std, action.shape).astype(np.float32)
+            action = np.clip(action, low, high).astype(np.float32)
+        for k, v in obs.items():
+            if k == STATE_KEY or k.startswith(IMAGE_PREFIX):
+                rec.setdefault(k, []).append(np.asarray(v))
+        rec.setdefault(ACTION_KEY, []).append(action)
+        obs, reward, terminated, truncated, info = env.step(action)
+        step_success = bool(info.get("success", False))
+        rec.setdefault(REWARD_KEY, []).append(np.float32(reward))
+        rec.setdefault(SUCCESS_KEY, []).append(step_success)
+        if step_success and not success:
+            success = True
+            left = spec.post_success_steps
+        if terminated or truncated:
+            break
+        if spec.stop_on_success and left is not None:
+            if left == 0:
+                break
+            left -= 1
+    frames = {k: np.stack(v) for k, v in rec.items()}
+    frames[REWARD_KEY] = frames[REWARD_KEY].astype(np.float32)
+    frames[SUCCESS_KEY] = frames[SUCCESS_KEY].astype(bool)
+    done = np.zeros(len(frames[ACTION_KEY]), dtype=bool)
+    done[-1] = True
+    frames[DONE_KEY] = done
+    return EpisodeResult(task=task, trial=int(trial), seed=seed, success=success,
+                         instruction=suite.instruction(task), fps=float(suite.fps), frames=frames)
+
+
+def record_play_dataset(
+    suite_name: str,
+    output: str | Path,
+    episodes: int,
+    *,
+    obs: str = "state",
+    image_size: int = 84,
+    seed_split: str = "train",
+    noise_levels: tuple[float, ...] = (0.0, 0.1, 0.3, 0.6),
+    random_segment_prob: float = 0.02,
+    random_segment_steps: tuple[int, int] = (5, 30),
+    post_success_steps: int = 20,
+    num_workers: int = 2,
+    progress: bool = True,
+    suite_factory: str = "envs:make_suite",
+):
+    """Record ``episodes`` play episodes per task (trials 0..episodes-1 of ``seed_split``, every
+    one kept) into ``output``; re-running continues an interrupted recording. Returns the
+    recorder's ``RecordSummary``."""
+    from robopolicy.data.record import record_dataset
+
+    spec = PlaySpec(suite_name, obs, int(image_size), seed_split, True, int(post_success_steps), suite_factory,
+                    tuple(float(s) for s in noise_levels), float(random_segment_prob),
+                    (int(random_segment_steps[0]), int(random_segment_steps[1])))
+    return record_dataset(suite_name, output, episodes, obs=obs, image_size=image_size, keep_failed=True,
+                          num_workers=num_workers, seed_split=seed_split, progress=progress,
+                          stop_on_success=True, post_success_steps=int(post_success_steps),
+                          suite_factory=suite_factory, spec=spec, episode_fn=run_play_episode)
