@@ -57,6 +57,9 @@ class TrainConfig:
     dataset: Optional[str] = None
     """Dataset folder (LeRobotDataset v3.0); default datasets/<env>_<obs>. Recorded if missing; an
     existing named folder is used as it is and never appended to."""
+    action_free_datasets: Optional[list[str]] = None
+    """Extra dataset folders of the same tasks whose frames are used and actions are not (video-only
+    co-training); only for families that learn from action-free samples (pad)."""
     episodes: int = 100
     """Expert demonstrations per task to record into a missing dataset or a short default one."""
     use_language: Optional[bool] = None

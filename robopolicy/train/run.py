@@ -86,6 +86,10 @@ def run_training(cfg: TrainConfig, policy_name: str, progress: bool = True) -> d
     # exact action quantiles (the tokenizer's q01..q99 bin range), not stats.json's per-episode average
     policy = build_policy(policy_name, cfg.policy, features, meta_ds.training_stats())
     dataset = LeRobotDataset(ds_path, delta_timestamps=policy.delta_timestamps(), camera_keys=features.image_keys)
+    if cfg.action_free_datasets:  # video-only co-training: their frames are used, their actions are not
+        from robopolicy.data.action_free import with_action_free
+
+        dataset = with_action_free(dataset, cfg.action_free_datasets, policy)
 
     run_dir = Path(cfg.output_dir) / (cfg.run_name or f"{slug(cfg.env)}_{policy_name}_{cfg.obs}")
     if run_dir.exists() and not cfg.resume and any(run_dir.glob("step_*")):

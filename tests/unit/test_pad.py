@@ -7,7 +7,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from data_fakes import FEATURES as DATA_FEATURES  # same directory
+from data_fakes import frame
 
+from robopolicy.data import LeRobotDataset, LeRobotDatasetWriter
+from robopolicy.data.action_free import with_action_free
+from robopolicy.policies.diffusion import DiffusionConfig, DiffusionPolicy
 from robopolicy.policies.pad import PADConfig, PADPolicy
 from robopolicy.types import ACTION_VALID_KEY, FeatureSpec
 
@@ -229,3 +234,52 @@ def test_bad_config_is_refused_by_name(kw, match):
         setattr(cfg, k, v)
     with pytest.raises(ValueError, match=match):
         cfg.__post_init__()
+
+
+# --- co-training data: action-free episodes ----------------------------------------------------
+def _write(root, features: dict, eps, with_action=True):
+    with LeRobotDatasetWriter.create(root, 10, features, use_videos=False) as w:
+        for ep in eps:
+            for k in range(6):
+                f = frame(ep, k)
+                if not with_action:
+                    f.pop("action")
+                w.add_frame(f, task="push")
+            w.save_episode()
+
+
+def test_action_free_folders_join_the_training_data_flagged_and_masked(tmp_path):
+    _write(tmp_path / "demos", DATA_FEATURES, [0, 1])
+    no_action = {k: v for k, v in DATA_FEATURES.items() if k != "action"}
+    _write(tmp_path / "video", no_action, [2, 3], with_action=False)
+    demos = LeRobotDataset(tmp_path / "demos")
+    features = demos.feature_spec()
+    cfg = PADConfig.tiny()
+    cfg.image_size, cfg.future_steps, cfg.encoder.image_tokens = 16, (2,), "feature_map"
+    policy = PADPolicy(cfg, features, demos.training_stats())
+    train = LeRobotDataset(tmp_path / "demos", delta_timestamps=policy.delta_timestamps(), camera_keys=features.image_keys)
+    mixed = with_action_free(train, [tmp_path / "video"], policy)
+    assert len(mixed) == 24
+    demo_item, free_item = mixed[0], mixed[12]
+    assert set(demo_item) == set(free_item) and bool(demo_item[ACTION_VALID_KEY]) and not bool(free_item[ACTION_VALID_KEY])
+    assert torch.equal(free_item["action"], torch.zeros(8, 2)) and bool(free_item["action_is_pad"].all())
+    assert free_item["observation.images.top"].shape == (3, 3, 16, 16)  # observed + future frames
+    batch = torch.utils.data.default_collate([mixed[i] for i in (0, 5, 12, 20)])
+    assert batch[ACTION_VALID_KEY].tolist() == [True, True, False, False]
+    loss, info = policy.train().loss(batch)
+    assert torch.isfinite(loss) and info["image_loss"] > 0
+
+    # refusals, each naming the problem
+    dp = DiffusionPolicy(DiffusionConfig.tiny(), FeatureSpec(action_dim=2, state_dim=3), demos.training_stats())
+    with pytest.raises(ValueError, match="cannot learn from action-free"):
+        with_action_free(train, [tmp_path / "video"], dp)
+    with pytest.raises(FileNotFoundError, match="no meta/info.json"):
+        with_action_free(train, [tmp_path / "missing"], policy)
+    wide = dict(no_action, **{"observation.state": {"dtype": "float32", "shape": [4], "names": None}})
+    with LeRobotDatasetWriter.create(tmp_path / "wide", 10, wide, use_videos=False) as w:
+        for k in range(4):
+            w.add_frame({"observation.state": np.zeros(4, np.float32),
+                         "observation.images.top": np.zeros((16, 16, 3), np.uint8)}, task="push")
+        w.save_episode()
+    with pytest.raises(ValueError, match="observation.state width 4"):
+        with_action_free(train, [tmp_path / "wide"], policy)
