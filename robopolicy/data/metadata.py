@@ -254,7 +254,8 @@ class DatasetMeta:
         total = sum(int(e["length"]) for e in self.episodes)
         if total != int(self.info["total_frames"]):
             raise ValueError(
-                f"{where}: total_frames={self.info['total_frames']} but episode lengths sum to {total}"
+                f"{where}: total_frames={self.info['total_frames']} but episode lengths sum to {total}; "
+                f"{repair_hint(self.root)}"
             )
         for e in self.episodes:
             for t in e.get("tasks") or []:

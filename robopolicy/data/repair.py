@@ -131,6 +131,10 @@ class RepairPlan:
         return "\n".join(lines)
 
 
+def _data_loc(row: dict) -> tuple[int, int]:
+    return int(row["data/chunk_index"]), int(row["data/file_index"])
+
+
 def _loc_of(path: Path) -> tuple[int, int]:
     return int(path.parent.name.split("-")[1]), int(path.stem.split("-")[1])
 
@@ -210,7 +214,13 @@ def plan_repair(root: str | Path) -> RepairPlan:
             plan.problems.append(f"{path}: {damaged_data[path]}")
             continue
         ep_col = table.column("episode_index").to_numpy()
-        for e in np.unique(ep_col[ep_col < n]).tolist():
+        committed = np.unique(ep_col[ep_col < n]).tolist()
+        elsewhere = [e for e in committed if e in meta_rows and _data_loc(meta_rows[e]) != _loc_of(path)]
+        if elsewhere:  # e.g. a stray copy: its rows are not the ones the metadata points to
+            plan.problems.append(f"{path}: data file not referenced by episode(s) {_short(elsewhere)} it holds")
+        for e in committed:
+            if e in elsewhere:
+                continue
             sel = np.flatnonzero(ep_col == e)
             part = table.take(pa.array(sel))
             fi = part.column("frame_index").to_numpy()
@@ -219,7 +229,6 @@ def plan_repair(root: str | Path) -> RepairPlan:
             ok = np.array_equal(fi, np.arange(len(sel))) and np.array_equal(ix, ix[0] + np.arange(len(sel)))
             if row is not None:
                 ok = ok and len(sel) == row["length"] and int(ix[0]) == row["dataset_from_index"]
-                ok = ok and _loc_of(path) == (row["data/chunk_index"], row["data/file_index"])
             if not ok:
                 plan.dropped[e] = f"its rows in {path.relative_to(root)} do not form a whole episode"
                 plan.problems.append(f"{path}: episode {e}'s rows are incomplete or out of order")
@@ -315,6 +324,11 @@ def plan_repair(root: str | Path) -> RepairPlan:
             elif mp4_truncated(path):
                 plan.video_cuts[path] = max(plan.video_cuts.get(path, 0.0), v[f"videos/{key}/to_timestamp"])
 
+    frames = sum(int(r["length"]) for e, r in meta_rows.items())
+    if not lost_rows and frames != int(info["total_frames"]):
+        plan.problems.append(
+            f"{root / layout.INFO_PATH}: total_frames={info['total_frames']} but the episodes hold {frames}"
+        )
     # Rows of the kept episodes: intact ones as they are, lost ones rebuilt from the data (and videos).
     for e in range(n):
         if e in plan.dropped:

@@ -217,6 +217,41 @@ def test_missing_video_file_and_lost_metadata(tmp_path, capsys):
     assert_same_episodes(by_trial(root), before)
 
 
+def test_lost_video_metadata_is_found_again_by_walking_the_video_files(tmp_path):
+    """Rows say where each episode sits in which mp4; rebuilt by walking the files in episode order."""
+    root = tmp_path / "ds"
+    rec(root, episodes=6, obs="image")
+    rows = LeRobotDataset(root).meta.episodes
+    assert len({r[f"videos/{CAM}/file_index"] for r in rows}) > 1  # the walk must cross into the next file
+    before = by_trial(root)
+    for f in (root / "meta/episodes").rglob("*.parquet"):
+        f.unlink()
+    assert rec(root, episodes=6, obs="image").attempts == 0
+    moved = ("meta/episodes/chunk_index", "meta/episodes/file_index")
+    for old, new in zip(rows, LeRobotDataset(root).meta.episodes):
+        assert {k: v for k, v in old.items() if k not in moved} == {k: v for k, v in new.items() if k not in moved}
+    assert_same_episodes(by_trial(root), before)
+
+
+def test_stray_data_file_and_wrong_totals_are_repaired_without_dropping(tmp_path):
+    root = tmp_path / "ds"
+    rec(root, episodes=6)
+    before = by_trial(root)
+    n_files = len(list((root / "data").rglob("*.parquet")))
+    shutil.copy(root / data_file(0), root / "data/chunk-000/file-100.parquet")
+    with pytest.raises(ValueError, match=r"file-100.parquet: data file not referenced by any episode.*repair it with"):
+        LeRobotDataset(root)
+    s = rerun(pytest.raises(ValueError, LeRobotDataset, root).value)
+    assert (s.attempts, s.dropped) == (0, []) and len(list((root / "data").rglob("*.parquet"))) == n_files
+    info = json.loads((root / "meta/info.json").read_text())
+    (root / "meta/info.json").write_text(json.dumps({**info, "total_frames": info["total_frames"] + 5}))
+    with pytest.raises(ValueError, match=r"total_frames=\d+ but episode lengths sum to \d+; repair it with"):
+        LeRobotDataset(root)
+    assert rec(root).attempts == 0
+    assert json.loads((root / "meta/info.json").read_text()) == info
+    assert_same_episodes(by_trial(root), before)
+
+
 def test_png_image_metadata_rebuild_is_exact(tmp_path):
     root = tmp_path / "ds"
     rec(root, episodes=4, obs="image", use_videos=False)
