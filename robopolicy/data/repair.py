@@ -155,14 +155,51 @@ def plan_repair(root: str | Path) -> RepairPlan:
         )
     plan = RepairPlan(root=root, info=info)
     n = int(info["total_episodes"])
-    features = info["features"]
-    fps = float(info["fps"])
+    meta_rows = _surviving_rows(plan)
+    tasks = _surviving_tasks(plan)
+    stats_path = root / layout.STATS_PATH
+    if stats_path.is_file():  # optional in the format (the reader aggregates the episode stats)
+        try:
+            read_stats_json(stats_path)
+        except ValueError as e:
+            plan.problems.append(f"{stats_path}: {_reason(e)}")
+    found = _scan_data_files(plan, meta_rows)
+    if tasks is None:
+        tasks = _rebuild_tasks(meta_rows, found, plan)
+        plan.tasks_rebuilt = True
+    plan.tasks = tasks
+    placed = _place_videos(plan, meta_rows, found)
+    frames = sum(int(r["length"]) for r in meta_rows.values())
+    if len(meta_rows) == n and frames != int(info["total_frames"]):
+        plan.problems.append(
+            f"{root / layout.INFO_PATH}: total_frames={info['total_frames']} but the episodes hold {frames}"
+        )
+    # Rows of the kept episodes: intact ones as they are, lost ones rebuilt from the data (and videos).
+    for e in range(n):
+        if e in plan.dropped:
+            continue
+        if e in meta_rows:
+            plan.rows[e] = meta_rows[e]
+            continue
+        try:
+            plan.rows[e] = _rebuild_row(e, found[e], placed[e], info, tasks, root)
+            plan.rebuilt.append(e)
+        except (ValueError, FileNotFoundError) as err:
+            plan.dropped[e] = f"its metadata cannot be rebuilt ({err})"
+    return plan
 
-    # Episode metadata rows that survive (rows past total_episodes are an uncommitted save: ignored).
-    video_keys = [k for k, f in features.items() if f["dtype"] == "video"]
-    required = list(_REQUIRED_ROW) + [f"videos/{k}/{c}" for k in video_keys for c in _VIDEO_COLUMNS]
-    meta_rows: dict[int, dict] = {}
-    meta_damaged = False
+
+def _video_keys(info: dict) -> list[str]:
+    return [k for k, f in info["features"].items() if f["dtype"] == "video"]
+
+
+def _surviving_rows(plan: RepairPlan) -> dict[int, dict]:
+    """The readable meta/episodes rows of committed episodes (rows past total_episodes are an
+    uncommitted save, which the writer's resume discards: not damage)."""
+    root, n = plan.root, int(plan.info["total_episodes"])
+    required = list(_REQUIRED_ROW) + [f"videos/{k}/{c}" for k in _video_keys(plan.info) for c in _VIDEO_COLUMNS]
+    rows: dict[int, dict] = {}
+    damaged = False
     for f in sorted((root / layout.EPISODES_DIR).glob("chunk-*/file-*.parquet")):
         try:
             t = read_parquet(f)
@@ -171,47 +208,45 @@ def plan_repair(root: str | Path) -> RepairPlan:
                 raise ValueError(f"{f}: missing column(s) {missing}")
         except (ValueError, FileNotFoundError) as e:
             plan.problems.append(f"{f}: {_reason(e)}")
-            meta_damaged = True
+            damaged = True
             continue
         for r in t.to_pylist():
             if r["episode_index"] < n:
-                meta_rows.setdefault(int(r["episode_index"]), r)
-    lost_rows = [e for e in range(n) if e not in meta_rows]
-    if lost_rows and not meta_damaged:
-        plan.problems.append(f"{root / layout.EPISODES_DIR}: no metadata for episode(s) {_short(lost_rows)}")
+                rows.setdefault(int(r["episode_index"]), r)
+    lost = [e for e in range(n) if e not in rows]
+    if lost and not damaged:
+        plan.problems.append(f"{root / layout.EPISODES_DIR}: no metadata for episode(s) {_short(lost)}")
+    return rows
 
-    tasks: list[str] | None = None
-    if int(info.get("total_tasks", 0)) or n:
-        try:
-            tasks = _load_tasks_v3(root)
-        except (ValueError, FileNotFoundError) as e:
-            plan.problems.append(f"{root / layout.TASKS_PATH}: {_reason(e)}")
-    else:
-        tasks = []
-    stats_path = root / layout.STATS_PATH
-    if stats_path.is_file():  # optional in the format (the reader aggregates the episode stats)
-        try:
-            read_stats_json(stats_path)
-        except ValueError as e:
-            plan.problems.append(f"{stats_path}: {_reason(e)}")
 
-    # Data files: which episodes each intact one holds, and the columns to rebuild lost rows from.
-    data_paths = {
-        root / info["data_path"].format(chunk_index=r["data/chunk_index"], file_index=r["data/file_index"])
-        for r in meta_rows.values()
-    }
-    data_paths |= set((root / "data").glob("chunk-*/file-*.parquet"))
-    schema = data_schema(features)
-    found: dict[int, dict] = {}  # episode -> where its rows are (and, if its row is lost, the rows)
-    damaged_data: dict[Path, str] = {}
-    for path in sorted(data_paths):
+def _surviving_tasks(plan: RepairPlan) -> list[str] | None:
+    """The task table, or None if tasks.parquet is damaged (then rebuilt from the episode rows)."""
+    if not int(plan.info.get("total_tasks", 0)) and not int(plan.info["total_episodes"]):
+        return []
+    try:
+        return _load_tasks_v3(plan.root)
+    except (ValueError, FileNotFoundError) as e:
+        plan.problems.append(f"{plan.root / layout.TASKS_PATH}: {_reason(e)}")
+        return None
+
+
+def _scan_data_files(plan: RepairPlan, meta_rows: dict[int, dict]) -> dict[int, dict]:
+    """Read every data file: where each committed episode's rows are (and, for an episode whose
+    metadata row is lost, the rows themselves); episodes whose rows are lost go to ``plan.dropped``."""
+    root, info, n = plan.root, plan.info, int(plan.info["total_episodes"])
+    paths = {_data_path(root, info, _data_loc(r)) for r in meta_rows.values()}
+    paths |= set((root / "data").glob("chunk-*/file-*.parquet"))
+    names = sorted(data_schema(info["features"]).names)
+    found: dict[int, dict] = {}
+    damaged: dict[Path, str] = {}
+    for path in sorted(paths):
         try:
             table = read_parquet(path)
-            if sorted(c for c in table.column_names if not c.startswith("__index_level")) != sorted(schema.names):
-                raise ValueError(f"{path}: columns {table.column_names} are not the features' {schema.names}")
+            if sorted(c for c in table.column_names if not c.startswith("__index_level")) != names:
+                raise ValueError(f"{path}: columns {table.column_names} are not the features' {names}")
         except (ValueError, FileNotFoundError) as e:
-            damaged_data[path] = "missing" if isinstance(e, FileNotFoundError) else _reason(e)
-            plan.problems.append(f"{path}: {damaged_data[path]}")
+            damaged[path] = "missing" if isinstance(e, FileNotFoundError) else _reason(e)
+            plan.problems.append(f"{path}: {damaged[path]}")
             continue
         ep_col = table.column("episode_index").to_numpy()
         committed = np.unique(ep_col[ep_col < n]).tolist()
@@ -243,24 +278,25 @@ def plan_repair(root: str | Path) -> RepairPlan:
     for e in range(n):
         if e in found or e in plan.dropped:
             continue
-        row = meta_rows.get(e)
-        if row is not None:
-            p = root / info["data_path"].format(chunk_index=row["data/chunk_index"], file_index=row["data/file_index"])
+        if e in meta_rows:
+            p = _data_path(root, info, _data_loc(meta_rows[e]))
             rel = p.relative_to(root)
-            if p in damaged_data:
-                plan.dropped[e] = f"its data file {rel} is {'missing' if damaged_data[p] == 'missing' else 'damaged'}"
+            if p in damaged:
+                plan.dropped[e] = f"its data file {rel} is {'missing' if damaged[p] == 'missing' else 'damaged'}"
             else:
                 plan.dropped[e] = f"its data file {rel} holds none of its rows"
         else:
             plan.dropped[e] = "its rows are in a missing or unreadable data file, and its metadata is lost too"
+    return found
 
-    if tasks is None:
-        tasks = _rebuild_tasks(meta_rows, found, plan)
-        plan.tasks_rebuilt = True
-    plan.tasks = tasks
 
-    # Videos: where each kept episode's frames are (from its row, or walked to), and whether they are intact.
-    readable: dict[Path, float] = {}
+def _place_videos(plan: RepairPlan, meta_rows: dict[int, dict], found: dict[int, dict]) -> dict[int, dict]:
+    """Per episode and camera, its video file and [from, to) timestamps: from its metadata row, or
+    for a lost row by walking the camera's files in episode order (episodes end to end, a new file
+    once one is full). Episodes whose frames are missing or past a cut go to ``plan.dropped``;
+    cut-short files still holding kept episodes go to ``plan.video_cuts``."""
+    root, info, n = plan.root, plan.info, int(plan.info["total_episodes"])
+    rate = _rate(float(info["fps"]))
     durations: dict[Path, float] = {}
 
     def duration(path: Path) -> float:
@@ -269,83 +305,59 @@ def plan_repair(root: str | Path) -> RepairPlan:
         return durations[path]
 
     placed: dict[int, dict] = {e: {} for e in range(n)}
-    for key in video_keys:
+    readable: dict[Path, float] = {}
+    for key in _video_keys(info):
+        cols = [f"videos/{key}/{c}" for c in _VIDEO_COLUMNS]
         cursor: tuple[tuple[int, int], int] | None = ((0, 0), 0)  # (file, frames before the next episode)
         for e in range(n):
             row = meta_rows.get(e)
-            length = row["length"] if row is not None else found.get(e, {}).get("length")
             if row is not None:
-                loc = (row[f"videos/{key}/chunk_index"], row[f"videos/{key}/file_index"])
-                placed[e][key] = {
-                    f"videos/{key}/chunk_index": loc[0],
-                    f"videos/{key}/file_index": loc[1],
-                    f"videos/{key}/from_timestamp": row[f"videos/{key}/from_timestamp"],
-                    f"videos/{key}/to_timestamp": row[f"videos/{key}/to_timestamp"],
-                }
-                cursor = (loc, round(row[f"videos/{key}/to_timestamp"] * fps))
+                placed[e][key] = {c: row[c] for c in cols}
+                cursor = ((row[cols[0]], row[cols[1]]), round(row[cols[3]] * rate))
                 continue
+            length = found.get(e, {}).get("length")
             if length is None or cursor is None:  # an episode of unknown length: later ones cannot be placed
                 cursor = None
-                if e not in plan.dropped:
-                    plan.dropped[e] = f"its place in videos/{key} cannot be recovered (an earlier episode is lost)"
+                why = "an earlier episode is lost"
+                plan.dropped.setdefault(e, f"its place in videos/{key} cannot be recovered ({why})")
                 continue
             loc, start = cursor
             path = _video_path(root, info, key, loc)
-            if start and start + length > round(duration(path) * fps):
+            if start and start + length > round(duration(path) * rate):
                 loc, start = layout.next_chunk_file(*loc, int(info.get("chunks_size", layout.DEFAULT_CHUNK_SIZE))), 0
                 path = _video_path(root, info, key, loc)
             if duration(path) == 0.0:  # missing or unreadable: how many episodes it held is unknown
                 cursor = None
-                if e not in plan.dropped:
-                    why = _short_status(path)
-                    plan.dropped[e] = f"its frames in {path.relative_to(root)} are lost (the file is {why})"
+                why = _short_status(path)
+                plan.dropped.setdefault(e, f"its frames in {path.relative_to(root)} are lost (the file is {why})")
                 continue
-            from_ts = float(Fraction(start) / _rate(fps))
-            placed[e][key] = {
-                f"videos/{key}/chunk_index": loc[0],
-                f"videos/{key}/file_index": loc[1],
-                f"videos/{key}/from_timestamp": from_ts,
-                f"videos/{key}/to_timestamp": from_ts + float(Fraction(length) / _rate(fps)),
-            }
+            from_ts = float(Fraction(start) / rate)
+            placed[e][key] = dict(zip(cols, (loc[0], loc[1], from_ts, from_ts + float(Fraction(length) / rate))))
             cursor = (loc, start + length)
         for e in range(n):
             if e in plan.dropped or key not in placed[e]:
                 continue
             v = placed[e][key]
-            path = _video_path(root, info, key, (v[f"videos/{key}/chunk_index"], v[f"videos/{key}/file_index"]))
+            path = _video_path(root, info, key, (v[cols[0]], v[cols[1]]))
             if path not in readable:
                 readable[path] = readable_until_s(path)
                 status = _video_status(path)
                 if status:
                     plan.problems.append(f"{path}: {status}")
-            if v[f"videos/{key}/to_timestamp"] > readable[path] + _TOLERANCE_S:
+            if v[cols[3]] > readable[path] + _TOLERANCE_S:
                 why = _short_status(path) if readable[path] == 0 else f"cut short: intact up to {readable[path]:.2f} s"
                 plan.dropped[e] = f"its frames in {path.relative_to(root)} are lost (the file is {why})"
             elif mp4_truncated(path):
-                plan.video_cuts[path] = max(plan.video_cuts.get(path, 0.0), v[f"videos/{key}/to_timestamp"])
-
-    frames = sum(int(r["length"]) for e, r in meta_rows.items())
-    if not lost_rows and frames != int(info["total_frames"]):
-        plan.problems.append(
-            f"{root / layout.INFO_PATH}: total_frames={info['total_frames']} but the episodes hold {frames}"
-        )
-    # Rows of the kept episodes: intact ones as they are, lost ones rebuilt from the data (and videos).
-    for e in range(n):
-        if e in plan.dropped:
-            continue
-        if e in meta_rows:
-            plan.rows[e] = meta_rows[e]
-            continue
-        try:
-            plan.rows[e] = _rebuild_row(e, found[e], placed[e], info, tasks, root)
-            plan.rebuilt.append(e)
-        except (ValueError, FileNotFoundError) as err:
-            plan.dropped[e] = f"its metadata cannot be rebuilt ({err})"
-    return plan
+                plan.video_cuts[path] = max(plan.video_cuts.get(path, 0.0), v[cols[3]])
+    return placed
 
 
 def _short(xs: list[int]) -> str:
     return str(xs) if len(xs) <= 12 else f"{xs[:10]}... ({len(xs)} in all)"
+
+
+def _data_path(root: Path, info: dict, loc: tuple[int, int]) -> Path:
+    return root / info["data_path"].format(chunk_index=loc[0], file_index=loc[1])
 
 
 def _video_path(root: Path, info: dict, key: str, loc: tuple[int, int]) -> Path:
@@ -474,8 +486,7 @@ def apply_repair(plan: RepairPlan, extra_files: dict[str, Any] | None = None) ->
         by_file: dict[Path, list[int]] = {}
         for old in kept:
             r = plan.rows[old]
-            p = root / info["data_path"].format(chunk_index=r["data/chunk_index"], file_index=r["data/file_index"])
-            by_file.setdefault(p, []).append(old)
+            by_file.setdefault(_data_path(root, info, _data_loc(r)), []).append(old)
         for path, olds in by_file.items():
             dst = stage / path.relative_to(root)
             table = read_parquet(path)
