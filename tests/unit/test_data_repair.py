@@ -323,6 +323,24 @@ def test_foreign_dataset_is_repaired_by_the_suggested_module_command(tmp_path, c
     assert repair_mod.main([str(root)]) == 0 and "no damage found" in capsys.readouterr().out
 
 
+def test_module_command_on_a_recording_queues_the_dropped_trials_for_the_recorder(tmp_path, capsys):
+    root = tmp_path / "ds"
+    rec(root, episodes=8)
+    before = by_trial(root)
+    held = [e["episode_index"] for e in LeRobotDataset(root).meta.episodes if e["data/file_index"] == 1]
+    (root / data_file(1)).unlink()
+    assert repair_mod.main([str(root), "--dry-run"]) == 0
+    with pytest.raises(FileNotFoundError):  # a dry run changes nothing
+        LeRobotDataset(root)
+    assert repair_mod.main([str(root)]) == 0
+    out = capsys.readouterr().out
+    assert all(f"dropping episode {e}" in out for e in held)
+    assert LeRobotDataset(root).num_episodes == 8 - len(held)
+    s = rec(root, episodes=8)  # the recording file was renumbered with them; they are recorded again
+    assert (s.new_episodes, s.attempts) == (len(held), len(held))
+    assert_same_episodes(by_trial(root), before)
+
+
 def test_a_repair_killed_during_its_swap_is_finished_by_the_next_run(tmp_path, monkeypatch):
     root = tmp_path / "ds"
     rec(root, episodes=6)
