@@ -87,12 +87,15 @@ class _Progress:
         self.redo: list[dict] = []
         self.requested: int | None = None
 
-    def _read(self) -> dict:
-        again = (
+    def _again(self) -> str:
+        root = self.path.parent.parent
+        return (
             f"it says which trial made each episode, so the dataset cannot be continued without it: record "
-            f"into another output, or move this one aside (mv {self.path.parent.parent} "
-            f"{self.path.parent.parent}.damaged) and run the same command again"
+            f"into another output, or move this one aside (mv {root} {root}.damaged) and run the same command again"
         )
+
+    def _read(self) -> dict:
+        again = self._again()
         try:
             d = layout.read_json(self.path)
         except ValueError as e:
@@ -132,7 +135,7 @@ class _Progress:
             eps.append(pending)  # killed between the writer's commit and our second write
         eps = [e for e in eps if e["episode_index"] < committed]
         if len(eps) != committed:
-            raise ValueError(f"{self.path}: lists {len(eps)} episodes, the dataset has {committed}")
+            raise ValueError(f"{self.path}: lists {len(eps)} episodes, the dataset has {committed}; {self._again()}")
         self.episodes = eps
         self.next_trial = {k: int(v) for k, v in d.get("next_trial", {}).items()}
         for e in eps:

@@ -164,8 +164,13 @@ def test_damaged_recording_file_is_named_with_a_working_way_out(ds):
     assert f"move this one aside (mv {ds} {ds}.damaged) and run the same command again" in msg
     ds.rename(f"{ds}.damaged")
     assert rec(ds).episodes == 3
+    good = (ds / RECORDING_PATH).read_text()
     (ds / RECORDING_PATH).write_text('{"episodes": [{"episode_index": 0}]}')
     with pytest.raises(ValueError, match=r"robopolicy_recording.json: not a recording file"):
+        rec(ds)
+    d = json.loads(good)
+    (ds / RECORDING_PATH).write_text(json.dumps({**d, "episodes": d["episodes"][:2]}))  # disagrees with info.json
+    with pytest.raises(ValueError, match=r"lists 2 episodes, the dataset has 3; .*move this one aside \(mv "):
         rec(ds)
 
 
