@@ -29,8 +29,8 @@ def _eval(run: str, perturb_step: int, episodes: int, threads: int | None, overr
         import torch
 
         torch.set_num_threads(threads)
-    out = Path(run) / f"eval_recovery_p{perturb_step}"
-    return run_eval(EvalJobConfig(checkpoint=run, episodes=episodes, videos=1, output=str(out),
+    # default folder: <step>/eval/<suite>[_<overrides>][_perturb<N>] (robopolicy.eval.job.eval_tag)
+    return run_eval(EvalJobConfig(checkpoint=run, episodes=episodes, videos=1,
                                   perturb_step=perturb_step, policy_overrides=overrides))
 
 

@@ -70,8 +70,8 @@ def _reevaluate(path: Path, args) -> None:
         raise SystemExit(f"{path} does not exist: there is no trained result to re-evaluate")
     row = json.loads(path.read_text())
     overrides = parse_overrides(args.reeval_with, "--reeval-with")
+    # default folder: <step>/eval/<suite>_<overrides> (robopolicy.eval.job.eval_tag)
     res = run_eval(EvalJobConfig(checkpoint=row["run_dir"], episodes=args.eval_episodes, videos=0,
-                                 output=str(Path(row["run_dir"]) / ("eval_reeval_" + "_".join(args.reeval_with))),
                                  policy_overrides=overrides))
     previous = row["success_rate"]
     for k in ("success_rate", "ci95", "episodes", "mean_length"):

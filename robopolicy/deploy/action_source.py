@@ -14,12 +14,14 @@ control steps whatever the chunk schedule.
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 import torch
 
 from robopolicy.deploy.chunk import Chunk
+from robopolicy.deploy.noise import NoiseStreams
 from robopolicy.deploy.obs_spec import ObsSpec
 from robopolicy.history import ObsHistory
 from robopolicy.types import IMAGE_PREFIX, TASK_KEY, PolicyState
@@ -80,13 +82,30 @@ class PolicySource:
         self.use_language = self.spec.use_language
         self.history = ObsHistory(int(policy.config.n_obs_steps), batched=True)
         self.state: PolicyState | None = None
+        """The batch's policy state (None with per-env noise streams: see ``states``)."""
+        self.states: list[PolicyState] | None = None
+        """Per-env policy states while ``reset(noise_seeds)`` streams are in use."""
+        self.noise: NoiseStreams | None = None
         self.latencies: list[float] = []
         """Seconds of every ``infer`` call since construction (the evaluator reports their stats)."""
 
     # --- ActionSource ---------------------------------------------------------------------------
-    def reset(self) -> None:
+    def reset(self, noise_seeds: Sequence[int] | None = None) -> None:
+        """Forget the episode. ``noise_seeds`` (one per env, e.g. ``episode_noise_seed``): every
+        env's sampling noise comes from its own RNG stream and the policy is called once per env,
+        so an env's actions do not depend on the rest of the batch (nor on the batch size: a
+        one-env run with the same seed gives the same actions). None: one batched call per chunk
+        drawing from torch's global RNG."""
         self.history.reset()
-        self.state = self.policy.init_state(self.n_envs)
+        if noise_seeds is None:
+            self.noise, self.states = None, None
+            self.state = self.policy.init_state(self.n_envs)
+            return
+        if len(noise_seeds) != self.n_envs:
+            raise ValueError(f"PolicySource.reset: {len(noise_seeds)} noise seeds for {self.n_envs} envs")
+        self.noise = NoiseStreams(noise_seeds, self.device)
+        self.states = [self.policy.init_state(1) for _ in range(self.n_envs)]
+        self.state = None
 
     def observe(self, raw_obs: dict[str, np.ndarray]) -> None:
         self.history.push(self._select(raw_obs))
@@ -109,20 +128,35 @@ class PolicySource:
 
     def _infer_stacked(self, stacked: dict[str, np.ndarray], task: list[str] | str | None, t_obs: float,
                        start: float) -> Chunk:
-        if self.state is None:
-            self.state = self.policy.init_state(self.n_envs)
         obs = self._to_policy_obs(stacked, task)
-        with torch.inference_mode():
-            actions, self.state = self.policy.act(obs, self.state)
-            actions = actions.detach().to("cpu", torch.float32).numpy()
+        if self.noise is not None:
+            actions, info = self._act_per_env(obs)
+        else:
+            if self.state is None:
+                self.state = self.policy.init_state(self.n_envs)
+            with torch.inference_mode():
+                actions, self.state = self.policy.act(obs, self.state)
+                actions = actions.detach().to("cpu", torch.float32).numpy()
+            info = dict(self.state.info) if self.state is not None else {}
         latency = time.perf_counter() - start
         self.latencies.append(latency)
         a_dim = int(self.policy.features.action_dim)
         if actions.ndim != 3 or actions.shape[0] != self.n_envs or actions.shape[2] != a_dim:
             raise ValueError(f"{type(self.policy).__name__}.act returned actions of shape {actions.shape}, "
                              f"expected ({self.n_envs}, n_action_steps, {a_dim})")
-        info = dict(self.state.info) if self.state is not None else {}
         return Chunk(actions=actions, t_obs=t_obs, dt=self.dt, latency_s=latency, info=info)
+
+    def _act_per_env(self, obs: dict[str, Any]) -> tuple[np.ndarray, dict[str, Any]]:
+        """One policy call per env, each on its own noise stream and state (see ``reset``)."""
+        assert self.noise is not None and self.states is not None
+        chunks, infos = [], []
+        for i in range(self.n_envs):
+            one = {k: v[i:i + 1] for k, v in obs.items()}  # tensors and the task list alike
+            with self.noise.use(i), torch.inference_mode():
+                actions, self.states[i] = self.policy.act(one, self.states[i])
+                chunks.append(actions.detach().to("cpu", torch.float32).numpy())
+            infos.append(dict(self.states[i].info))
+        return np.concatenate(chunks, axis=0), _merge_infos(infos)
 
     # --- conversions ----------------------------------------------------------------------------
     def _select(self, raw_obs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -154,3 +188,21 @@ class PolicySource:
         for b in policy.buffers():
             return b.device
         return torch.device("cpu")
+
+
+def _merge_infos(infos: list[dict[str, Any]]) -> dict[str, Any]:
+    """Per-env ``state.info`` dicts of one-env calls -> one batch info: one-row tensors and arrays
+    concatenate, numbers that agree stay scalars (others become a per-env array), anything else
+    becomes a per-env list."""
+    merged: dict[str, Any] = {}
+    for key in infos[0]:
+        vals = [info.get(key) for info in infos]
+        if all(torch.is_tensor(v) and v.dim() > 0 and v.shape[0] == 1 for v in vals):
+            merged[key] = torch.cat(vals, dim=0)
+        elif all(isinstance(v, np.ndarray) and v.ndim > 0 and v.shape[0] == 1 for v in vals):
+            merged[key] = np.concatenate(vals, axis=0)
+        elif all(isinstance(v, (int, float, np.number)) and not isinstance(v, bool) for v in vals):
+            merged[key] = vals[0] if all(v == vals[0] for v in vals) else np.asarray(vals)
+        else:
+            merged[key] = vals
+    return merged

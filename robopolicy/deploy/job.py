@@ -59,7 +59,7 @@ class DeployJobConfig:
     safety: SafetyConfig = field(default_factory=SafetyConfig)
     """Action bounds, change limit, hold action, watchdog, emergency-stop file."""
     output: Optional[str] = None
-    """Results folder (default <checkpoint step>/deploy_<env>, or runs/deploy/<env> with server=)."""
+    """Results folder (default <checkpoint step>/deploy/<env slug>[_<settings>], see deploy_tag; with server= the served checkpoint's step folder, which must be on this machine, else give output=)."""
     plot: bool = True
     """Write timing.png (loop period and inference latency over the run)."""
     use_ema: bool = True
@@ -67,7 +67,7 @@ class DeployJobConfig:
     device: str = "auto"
     """auto | cpu | cuda (local checkpoint only)."""
     seed: int = 0
-    """Seed of the policy's sampling noise."""
+    """Seed of the policy's sampling noise: episode i draws from its own stream, seeded as robopolicy-eval's."""
     torch_threads: Optional[int] = None
     """torch intra-op threads for local inference (default: torch's choice)."""
     server_timeout_s: float = 5.0
@@ -77,9 +77,9 @@ class DeployJobConfig:
 def run_deploy(cfg: DeployJobConfig, progress: bool = True) -> dict[str, Any]:
     """Run ``cfg.episodes`` episodes; returns (and writes to ``summary.json``) success, per-episode
     results and the timing summary."""
-    from robopolicy.paths import slug
     from robopolicy.deploy.clock import RealClock, SimClock
     from robopolicy.deploy.loop import ControlLoop
+    from robopolicy.deploy.noise import episode_noise_seed
     from robopolicy.deploy.safety import EmergencyStop
     from robopolicy.deploy.scheduler import make_scheduler
     from robopolicy.deploy.timing import TimingLog
@@ -112,8 +112,8 @@ def run_deploy(cfg: DeployJobConfig, progress: bool = True) -> dict[str, Any]:
     episodes: list[dict[str, Any]] = []
     estop = EmergencyStop(cfg.safety.estop_file)
     log = TimingLog(hz)
-    out = Path(cfg.output) if cfg.output else default_out(env or slug(cfg.robot))
-    try:
+    try:  # from here on the robot is closed whatever fails
+        out = Path(cfg.output) if cfg.output else default_out(env or cfg.robot, deploy_tag(cfg, robot))
         source = make_source(1.0 / hz)
         scheduler = make_scheduler(cfg.scheduler, **dict(cfg.scheduler_kwargs))
         loop_cfg = LoopConfig(hz=hz, max_steps=cfg.max_steps, duration_s=cfg.duration_s,
@@ -124,8 +124,11 @@ def run_deploy(cfg: DeployJobConfig, progress: bool = True) -> dict[str, Any]:
         for i in range(cfg.episodes):
             seed = (robot.suite.trial_seed(robot.task, cfg.trial + i, cfg.seed_split)
                     if cfg.robot == "sim" else None)
-            res = loop.run_episode(seed=seed, log=log)
-            episodes.append({"trial": cfg.trial + i, "seed": seed, **res.to_dict()})
+            # The evaluator's per-episode noise stream (a server draws its own noise).
+            noise_seed = (episode_noise_seed(cfg.seed, seed if seed is not None else cfg.trial + i)
+                          if cfg.server is None else None)
+            res = loop.run_episode(seed=seed, log=log, noise_seed=noise_seed)
+            episodes.append({"trial": cfg.trial + i, "seed": seed, "noise_seed": noise_seed, **res.to_dict()})
             if progress:
                 t = res.timing
                 print(f"episode {i}: {'success' if res.success else 'failure'} after {res.steps} steps "
@@ -174,8 +177,8 @@ def _json_default(obj: Any) -> Any:
 
 
 def _policy_side(cfg: DeployJobConfig):
-    """(policy facts, source factory(dt), output-folder factory(env)) for a checkpoint or a server."""
-    from robopolicy.paths import slug
+    """(policy facts, source factory(dt), output-folder factory(env, tag)) for a checkpoint or a server."""
+    from robopolicy.paths import results_dir
 
     if cfg.server is not None:
         from robopolicy.deploy.client import PolicyClient
@@ -187,8 +190,14 @@ def _policy_side(cfg: DeployJobConfig):
         info = {"fps": float(hello["fps"]), "cameras": [k for k in hello["spec"]["keys"] if ".images." in k],
                 "env": meta.get("env"), "obs": meta.get("obs"), "image_size": meta.get("image_size"),
                 "checkpoint": meta.get("checkpoint")}
-        return (info, lambda dt: PolicyClient(cfg.server, dt=dt, timeout_s=cfg.server_timeout_s),
-                lambda env: Path("runs") / "deploy" / slug(env))
+        def server_out(env: str, tag: str | None) -> Path:
+            served = info.get("checkpoint")
+            if not served or not Path(served).is_dir():
+                raise ValueError(f"deploy: results go under the served checkpoint's step folder ({served or 'not named'} "
+                                 f"in the server's hello), which is not on this machine: pass output=<folder>")
+            return results_dir(served, "deploy", env, tag)
+
+        return info, lambda dt: PolicyClient(cfg.server, dt=dt, timeout_s=cfg.server_timeout_s), server_out
 
     import torch
 
@@ -203,7 +212,21 @@ def _policy_side(cfg: DeployJobConfig):
     policy = load_policy(step_dir, use_ema=cfg.use_ema, device=pick_device(cfg.device))
     info = {"fps": float(policy.features.fps), "checkpoint": str(step_dir), **checkpoint_env(step_dir, policy)}
     return (info, lambda dt: PolicySource(policy, n_envs=1, dt=dt),
-            lambda env: step_dir / f"deploy_{slug(env)}")
+            lambda env, tag: results_dir(step_dir, "deploy", env, tag))
+
+
+def deploy_tag(cfg: DeployJobConfig, robot: Any) -> str | None:
+    """The settings of ``cfg`` that change what is measured, as the default results folder's
+    suffix (None: defaults): the task (suites with several), server, clock sim, the scheduler,
+    the rate when it is not the policy's, seed<seed>."""
+    suite = getattr(robot, "suite", None)
+    parts = [robot.task] if suite is not None and len(suite.tasks) > 1 else []
+    parts += ["server"] if cfg.server else []
+    parts += ["sim"] if cfg.clock == "sim" else []
+    parts += [cfg.scheduler] if cfg.scheduler != "sync" else []
+    parts += [f"{cfg.hz:g}hz"] if cfg.hz is not None else []
+    parts += [f"seed{cfg.seed}"] if cfg.seed != 0 else []
+    return "_".join(parts) or None
 
 
 def checkpoint_env(step_dir: Path, policy: Any) -> dict[str, Any]:

@@ -137,13 +137,16 @@ class ControlLoop:
         self.close()
 
     # ----------------------------------------------------------------------------------------------
-    def run_episode(self, seed: int | None = None, log: TimingLog | None = None) -> EpisodeResult:
+    def run_episode(self, seed: int | None = None, log: TimingLog | None = None,
+                    noise_seed: int | None = None) -> EpisodeResult:
         """Reset the robot (``seed`` for a simulator) and run until a stop condition; the ticks
-        are appended to ``log`` (one log for a whole run of episodes) or to a new one."""
+        are appended to ``log`` (one log for a whole run of episodes) or to a new one.
+        ``noise_seed``: the episode's own noise stream (``PolicySource.reset``; with
+        ``episode_noise_seed`` the evaluator's, so a SimClock episode repeats its evaluator twin)."""
         cfg, clock, period = self.config, self.clock, self.period
         realtime = bool(getattr(clock, "realtime", True))
         self.robot.reset(seed)
-        self.worker.reset()
+        self.worker.reset(noise_seeds=None if noise_seed is None else [int(noise_seed)])
         self.scheduler.reset()
         self.safety.reset()
         log = log if log is not None else TimingLog(cfg.hz)

@@ -73,11 +73,12 @@ class InferenceWorker:
                 self.submitted_at = None
             return result
 
-    def reset(self, timeout: float | None = 30.0) -> None:
+    def reset(self, timeout: float | None = 30.0, noise_seeds: Any = None) -> None:
         """Reset the source once everything queued before has run (waits for a request in flight;
-        its result is discarded)."""
+        its result is discarded); ``noise_seeds`` go to ``source.reset`` (a ``PolicySource``'s
+        per-env noise streams)."""
         done = threading.Event()
-        self._q.put(("reset", done))
+        self._q.put(("reset", done, noise_seeds))
         if not done.wait(timeout):
             raise TimeoutError(f"InferenceWorker.reset: the source did not finish within {timeout} s")
         with self._cond:
@@ -116,7 +117,10 @@ class InferenceWorker:
                     self._cond.notify_all()
             elif kind == "reset":
                 try:
-                    self.source.reset()
+                    if item[2] is None:
+                        self.source.reset()
+                    else:
+                        self.source.reset(noise_seeds=item[2])
                 except BaseException as e:
                     self._error = e
                 finally:

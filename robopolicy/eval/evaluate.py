@@ -18,6 +18,7 @@ import torch
 from gymnasium.vector import AsyncVectorEnv, AutoresetMode, SyncVectorEnv, VectorEnv
 
 from robopolicy.deploy.action_source import ActionSource, PolicySource
+from robopolicy.deploy.noise import episode_noise_seed
 from robopolicy.deploy.scheduler import ChunkScheduler, SyncScheduler, make_scheduler
 from robopolicy.eval.report import plot_success, results_markdown, results_table, write_json, write_text
 from robopolicy.eval.rollout import BatchResult, run_batch
@@ -53,6 +54,7 @@ def evaluate(
     vector: str = "async",
     perturb_step: int = 0,
     first_trial: int = 0,
+    noise: str = "episode",
 ) -> dict[str, Any]:
     """Roll out ``episodes`` trials per task of a suite and report success.
 
@@ -76,6 +78,13 @@ def evaluate(
         seed: seed of the policy's sampling noise; None draws one from torch's global RNG, so
             ``torch.manual_seed(s)`` before the call also makes it deterministic. The caller's
             RNG state is restored afterwards.
+        noise: "episode": every episode draws its noise from its own stream, seeded by
+            ``episode_noise_seed(seed, its reset seed)``, with one policy call per env: an
+            episode's result does not depend on ``n_envs`` or its batch, and equals
+            ``robopolicy-deploy clock=sim`` with the same seed. "batch": one batched policy call
+            per chunk on torch's global RNG, reseeded per batch (fewer calls: faster with many
+            envs on a GPU; results depend on ``n_envs``). A given ActionSource draws its own noise
+            (reported as "source").
         device: where a policy runs (None: where it already is; "cpu" for a checkpoint path).
         scheduler_kwargs: fields of the named scheduler (e.g. ``{"threshold": 4}`` for async).
         latency_steps: simulated inference delay in control steps (see ``run_batch``); needs a
@@ -104,6 +113,8 @@ def evaluate(
         raise ValueError(f"evaluate: seed_split must be 'train' or 'eval', got {seed_split!r}")
     if vector not in ("async", "sync"):
         raise ValueError(f"evaluate: vector must be 'async' or 'sync', got {vector!r}")
+    if noise not in ("episode", "batch"):
+        raise ValueError(f"evaluate: noise must be 'episode' or 'batch', got {noise!r}")
 
     policy, source = _resolve_policy(policy_or_source, device)
     if obs is None:
@@ -149,6 +160,7 @@ def evaluate(
 
     if seed is None:
         seed = int(torch.randint(0, 2**31 - 1, ()).item())
+    noise_mode = noise if isinstance(source, PolicySource) else "source"
     was_training = policy.training if policy is not None else None
     acc = _Accumulator()
     t_start = time.perf_counter()
@@ -165,11 +177,14 @@ def evaluate(
                         slots = trials + [trials[-1]] * (n_envs - len(trials))  # padding slots are discarded
                         seeds = [suite.trial_seed(task, t, seed_split) for t in slots]
                         torch.manual_seed(int(np.random.SeedSequence([seed, task_idx, batch_idx]).generate_state(1)[0]))
+                        noise_seeds = ([episode_noise_seed(seed, s) for s in seeds] if noise_mode == "episode"
+                                       else None)
                         res = run_batch(vec, source, sched, seeds, [suite.instruction(task)] * n_envs,
                                         int(suite.max_episode_steps(task)), dt,
                                         record=[i for i, t in enumerate(trials) if (task, t) in video_plan],
                                         frame_fn=_frame_fn(vec, video_camera, acc.video_notes),
-                                        latency_steps=latency_steps, perturb_step=perturb_step)
+                                        latency_steps=latency_steps, perturb_step=perturb_step,
+                                        noise_seeds=noise_seeds)
                         acc.add(res, task, trials, seeds, n_envs, getattr(sched, "stats", {}), video_dir, suite.fps)
                         bar.update(len(trials))
                         bar.set_postfix(success=f"{acc.successes / len(acc.episodes):.0%}")
@@ -185,6 +200,7 @@ def evaluate(
     wall_s = time.perf_counter() - t_start
     result = _summarize(acc.episodes, task_list, suite, obs, sched_name, scheduler_kwargs, n_envs, seed_split, seed)
     result.update({
+        "noise": noise_mode,
         "latency": {**latency_stats(acc.latencies), "batch_size": n_envs},
         "latency_steps": latency_steps,
         "perturb_step": perturb_step,

@@ -73,6 +73,7 @@ def run_batch(
     frame_fn: FrameFn | None = None,
     latency_steps: int = 0,
     perturb_step: int = 0,
+    noise_seeds: Sequence[int] | None = None,
 ) -> BatchResult:
     """Run one episode in each env of ``vec`` (reset with ``seeds``) until all are decided.
 
@@ -84,13 +85,17 @@ def run_batch(
     With ``perturb_step > 0`` every env's object is displaced once, after ``perturb_step`` steps
     (``env.perturb()``, seeded by the env's reset seed), before the policy sees the observation.
     A policy that reports ``info["uncertainty"]`` (a float or one value per env) has its mean and
-    max over each episode's undecided calls recorded.
+    max over each episode's undecided calls recorded. ``noise_seeds`` (one per env) give each
+    env its own noise stream (``PolicySource.reset``).
     """
     n = vec.num_envs
     if len(seeds) != n:
         raise ValueError(f"run_batch: {len(seeds)} seeds for {n} envs")
     obs, infos = vec.reset(seed=[int(s) for s in seeds])
-    source.reset()
+    if noise_seeds is None:
+        source.reset()
+    else:
+        source.reset(noise_seeds=list(noise_seeds))
     scheduler.reset()
     success = np.zeros(n, dtype=bool)
     ended = np.zeros(n, dtype=bool)

@@ -33,10 +33,9 @@ def sweep(step_dir: Path, settings: list[tuple[str, dict[str, Any], Any]], episo
 
     rows = []
     for label, overrides, cost in settings:
-        out = step_dir / ("eval_sweep_" + ("_".join(f"{k}-{v}" for k, v in overrides.items()) or "default")
-                          + (f"_from{first_trial}" if first_trial else ""))
+        # each setting lands in its own default folder, <step>/eval/<suite>_<overrides>[_from<N>] (eval_tag)
         res = run_eval(EvalJobConfig(checkpoint=str(step_dir), episodes=episodes, n_envs=n_envs, videos=0,
-                                     output=str(out), seed=seed, perturb_step=perturb_step, first_trial=first_trial,
+                                     seed=seed, perturb_step=perturb_step, first_trial=first_trial,
                                      policy_overrides=overrides), progress=False)
         rows.append({"label": label, "res": res, "cost": cost})
         print(f"{label}: success {res['success_rate']:.1%} over {res['episodes']} episodes", flush=True)

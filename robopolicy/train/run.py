@@ -113,11 +113,17 @@ def run_training(cfg: TrainConfig, policy_name: str, progress: bool = True) -> d
     if cfg.eval.episodes == 0:
         return {"success_rate": None, "episodes": 0, "train_steps": trainer.step,
                 "train_minutes": train_minutes, "run_dir": str(run_dir)}
+    from robopolicy.eval.job import default_eval_dir
+    from robopolicy.train.checkpoint import resolve_checkpoint
+
+    # the folder (and the noise seed) robopolicy-eval of the final checkpoint uses for these settings
+    eval_dir = default_eval_dir(resolve_checkpoint(run_dir), cfg.env, scheduler=cfg.eval.scheduler,
+                                perturb_step=cfg.eval.perturb_step, seed=cfg.seed)
     result = evaluate(
         ema_policy, cfg.env, episodes=cfg.eval.episodes, obs=cfg.obs, image_size=cfg.image_size,
-        n_envs=cfg.eval.n_envs, scheduler=cfg.eval.scheduler, video_dir=run_dir / "videos",
-        n_videos=cfg.eval.videos, out_dir=run_dir / f"eval_step_{trainer.step}", progress=progress,
-        perturb_step=cfg.eval.perturb_step,
+        n_envs=cfg.eval.n_envs, scheduler=cfg.eval.scheduler, video_dir=eval_dir / "videos",
+        n_videos=cfg.eval.videos, out_dir=eval_dir, progress=progress,
+        perturb_step=cfg.eval.perturb_step, seed=cfg.seed,
     )
     result["train_steps"] = trainer.step
     result["train_minutes"] = train_minutes

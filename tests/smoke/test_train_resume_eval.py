@@ -63,7 +63,7 @@ def test_train_kill_resume_evaluate(tmp_path):
                       + ["resume=true", "eval.episodes=0"])
     only = run_training(OmegaConf.to_object(cfg), "diffusion", progress=False)
     assert only["success_rate"] is None and only["train_steps"] == killed_at + 2
-    assert not list((tmp_path / "ckpt" / "smoke").glob("**/eval_*"))
+    assert not list((tmp_path / "ckpt" / "smoke").glob("**/eval"))
 
     target = killed_at + 5
     with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
@@ -78,6 +78,8 @@ def test_train_kill_resume_evaluate(tmp_path):
                  "config.yaml", "train_state.pt"):
         assert (step_dir / name).exists(), name
     assert not list(run.glob(".tmp_step_*")), "a killed write left a temporary folder"
+    # the final evaluation lands where robopolicy-eval of that checkpoint writes (README: where results go)
+    assert result["out_dir"] == str(step_dir / "eval" / "pushblock") and (step_dir / "eval" / "pushblock" / "eval_info.json").exists()
     ts = torch.load(step_dir / "train_state.pt", weights_only=False)
     assert ts["step"] == target
 
