@@ -263,9 +263,8 @@ def record_dataset(
     play data); the spec's suite, obs, image size and split must match the arguments above, and
     its fields are saved with the recording so a resumed run uses the same ones.
     """
-    from tqdm.auto import tqdm
-
     from robopolicy.data.writer import LeRobotDatasetWriter
+    from robopolicy.progress import progress_bar
 
     if episodes < 0:
         raise ValueError(f"episodes must be >= 0, got {episodes}")
@@ -354,7 +353,7 @@ def record_dataset(
                 pending.append((t, trial, lambda t=t, trial=trial: episode_fn(spec, t, trial)))
 
     already = sum(min(prog.count(t), need[t]) for t in tasks)
-    bar = tqdm(
+    bar = progress_bar(
         total=episodes * len(tasks),
         initial=already,
         desc=f"record {suite_name}",

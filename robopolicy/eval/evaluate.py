@@ -374,6 +374,6 @@ def _uncertainty_summary(eps: list[dict[str, Any]]) -> dict[str, Any] | None:
 
 
 def _progress(total: int, desc: str, enabled: bool):
-    from tqdm.auto import tqdm
+    from robopolicy.progress import progress_bar
 
-    return tqdm(total=total, desc=desc, disable=not enabled, leave=False)
+    return progress_bar(total=total, desc=desc, disable=not enabled, leave=False)
