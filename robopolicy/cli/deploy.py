@@ -9,17 +9,30 @@ import os
 os.environ.setdefault("MUJOCO_GL", "egl")  # before anything imports mujoco
 
 import hydra  # noqa: E402
-from hydra.core.config_store import ConfigStore  # noqa: E402
-from omegaconf import DictConfig, OmegaConf  # noqa: E402
+from omegaconf import DictConfig  # noqa: E402
 
 from robopolicy.cli.configstore import CONFIG_DIR  # noqa: E402
+from robopolicy.cli.errors import config_errors  # noqa: E402
+
+USAGE = """\
+robopolicy-deploy checkpoint=<run or step folder> [robot=sim] [hz=20] [key=value ...], or
+robopolicy-deploy server=ws://host:port env=<suite> ...: run a policy on a robot in a fixed-rate
+control loop with the safety layer (docs/deploy.md)."""
 
 
 @hydra.main(config_path=CONFIG_DIR, config_name="deploy", version_base="1.3")
 def _main(cfg: DictConfig) -> float:
+    from robopolicy.config_utils import check_suite, to_object
     from robopolicy.deploy.job import run_deploy
+    from robopolicy.train.checkpoint import resolve_checkpoint
 
-    result = run_deploy(OmegaConf.to_object(cfg))
+    with config_errors():
+        job = to_object(cfg)
+        if job.checkpoint is not None:
+            resolve_checkpoint(job.checkpoint)
+        if job.env is not None:
+            check_suite(job.env)
+    result = run_deploy(job)
     t = result["timing"]
     jitter, lat = t.get("jitter_ms") or {}, t.get("inference") or {}
     print(f"\n{result['successes']}/{result['episodes']} episodes succeeded ({result['success_rate']:.1%}, 95% CI "
@@ -30,9 +43,13 @@ def _main(cfg: DictConfig) -> float:
 
 
 def main() -> None:
+    from hydra.core.config_store import ConfigStore
+
+    from robopolicy.cli.help import register_help
     from robopolicy.deploy.job import DeployJobConfig
 
     ConfigStore.instance().store(name="deploy_schema", node=DeployJobConfig)
+    register_help("robopolicy-deploy", USAGE, DeployJobConfig)
     _main()
 
 

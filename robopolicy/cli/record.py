@@ -17,9 +17,15 @@ os.environ.setdefault("MUJOCO_GL", "egl")  # before anything imports mujoco
 
 import hydra  # noqa: E402
 from hydra.core.config_store import ConfigStore  # noqa: E402
-from omegaconf import OmegaConf  # noqa: E402
 
 from robopolicy.cli.configstore import CONFIG_DIR  # noqa: E402
+from robopolicy.cli.errors import config_errors  # noqa: E402
+from robopolicy.cli.help import register_help  # noqa: E402
+from robopolicy.config_utils import check_suite, to_object  # noqa: E402
+
+USAGE = """\
+robopolicy-record env=<suite> [obs=state|image] [episodes=50] [output=<folder>] [key=value ...]:
+record scripted-expert demonstrations into a LeRobotDataset v3.0 (re-run to continue one)."""
 
 
 @dataclass
@@ -51,17 +57,24 @@ class RecordConfig:
     progress: bool = True
     """Show a progress bar."""
 
+    def __post_init__(self):
+        if self.obs not in ("state", "image"):
+            raise ValueError(f"obs must be 'state' or 'image', got {self.obs!r}")
+        check_suite(self.env)
+
 
 def register_configs() -> None:
     ConfigStore.instance().store(name="record_schema", node=RecordConfig)
+    register_help("robopolicy-record", USAGE, RecordConfig)
 
 
 @hydra.main(config_path=CONFIG_DIR, config_name="record", version_base="1.3")
 def _main(cfg) -> None:
-    from robopolicy.paths import default_dataset_path
     from robopolicy.data.record import record_dataset
+    from robopolicy.paths import default_dataset_path
 
-    c: RecordConfig = OmegaConf.to_object(cfg)
+    with config_errors():
+        c: RecordConfig = to_object(cfg)
     output = c.output or default_dataset_path(c.env, c.obs)
     s = record_dataset(
         c.env,

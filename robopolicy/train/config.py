@@ -7,6 +7,8 @@ from typing import Any, Optional
 
 from omegaconf import MISSING
 
+from robopolicy.config_utils import check_device, check_suite
+
 
 @dataclass
 class EvalConfig:
@@ -100,7 +102,33 @@ class TrainConfig:
     """Steps between log lines / TensorBoard points."""
     save_every: int = 1000
     """Steps between checkpoints (the final step is always saved)."""
+    save_every_minutes: float = 5.0
+    """Also checkpoint once this many minutes passed since the last save: a killed run loses at most that (0 = off)."""
     wandb: bool = False
     """Also log to Weights & Biases (needs the optional wandb package)."""
     eval: EvalConfig = field(default_factory=EvalConfig)
     """Evaluation settings."""
+
+    def __post_init__(self):
+        # checked when the config is built (Hydra's to_object or a direct call), before any
+        # recording or training: a value that would train nothing or crash later fails here
+        rules = [
+            ("steps", self.steps >= 1, ">= 1"), ("batch_size", self.batch_size >= 1, ">= 1"),
+            ("lr", self.lr > 0, "> 0"), ("save_every", self.save_every >= 1, ">= 1"),
+            ("save_every_minutes", self.save_every_minutes >= 0, ">= 0"),
+            ("max_minutes", self.max_minutes is None or self.max_minutes > 0, "> 0 or null"),
+            ("log_every", self.log_every >= 1, ">= 1"), ("warmup_steps", self.warmup_steps >= 0, ">= 0"),
+            ("weight_decay", self.weight_decay >= 0, ">= 0"), ("grad_clip", self.grad_clip > 0, "> 0"),
+            ("ema_decay", 0 <= self.ema_decay <= 1, "in [0, 1]"), ("episodes", self.episodes >= 1, ">= 1"),
+            ("image_size", self.image_size >= 1, ">= 1"), ("num_workers", self.num_workers >= 0, ">= 0"),
+            ("num_threads", self.num_threads is None or self.num_threads >= 1, ">= 1 or null"),
+        ]
+        bad = [f"{name} must be {rule}, got {getattr(self, name)!r}" for name, ok, rule in rules if not ok]
+        if bad:
+            raise ValueError("train: " + "; ".join(bad))
+        if self.obs not in ("state", "image"):
+            raise ValueError(f"obs must be 'state' or 'image', got {self.obs!r}")
+        if self.precision not in ("fp32", "bf16"):
+            raise ValueError(f"precision must be 'fp32' or 'bf16', got {self.precision!r}")
+        check_device(self.device)
+        check_suite(self.env)

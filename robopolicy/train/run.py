@@ -3,7 +3,6 @@ policy -> success rate. ``robopolicy-train`` is a thin Hydra wrapper around ``ru
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Any
 
@@ -56,13 +55,44 @@ def build_policy(policy_name: str, policy_cfg: Any, features, stats):
     return cls(config, features, stats)
 
 
-def run_training(cfg: TrainConfig, policy_name: str, progress: bool = True) -> dict:
+def choose_run_dir(cfg: TrainConfig, policy_name: str) -> Path:
+    """The run folder: ``output_dir/run_name``, by default ``<env>_<policy>_<obs>``.
+
+    A run folder that already holds checkpoints is continued with ``resume=true``; without it, a
+    named run (``run_name=``) is refused, while the default name moves on to the first free
+    ``<default>_2``, ``_3``, ... (running the main job again trains a new run, it does not fail)."""
+    default = f"{slug(cfg.env)}_{policy_name}_{cfg.obs}"
+    run_dir = Path(cfg.output_dir) / (cfg.run_name or default)
+    if cfg.resume or not _has_checkpoints(run_dir):
+        return run_dir
+    if cfg.run_name:
+        raise FileExistsError(f"{run_dir} already holds checkpoints: pass resume=true to continue it, "
+                              f"or run_name=<new name> to start another run")
+    n = 2
+    while _has_checkpoints(Path(cfg.output_dir) / f"{default}_{n}"):
+        n += 1
+    new = Path(cfg.output_dir) / f"{default}_{n}"
+    print(f"{run_dir} already holds a run: this one goes to {new} (resume=true continues {run_dir}; "
+          f"run_name={new.name} resume=true continues this one)")
+    return new
+
+
+def _has_checkpoints(run_dir: Path) -> bool:
+    return run_dir.is_dir() and any(run_dir.glob("step_*"))
+
+
+def run_training(cfg: TrainConfig, policy_name: str, progress: bool = True, run_dir: str | Path | None = None) -> dict:
     """Train ``policy_name`` as ``cfg`` says, evaluate it, and return the evaluation summary
-    (``eval.episodes=0``: train only; the summary then holds no success rate)."""
+    (``eval.episodes=0``: train only; the summary then holds no success rate). ``run_dir``
+    defaults to ``choose_run_dir(cfg, policy_name)``.
+
+    ``train_steps`` / ``train_minutes`` count the whole run (earlier processes of a resumed run
+    included), ``steps_this_process`` / ``minutes_this_process`` this call alone."""
     from envs import make_suite
     from robopolicy.data import LeRobotDataset
     from robopolicy.eval import evaluate
 
+    run_dir = Path(run_dir) if run_dir is not None else choose_run_dir(cfg, policy_name)
     if cfg.num_threads:
         import torch
 
@@ -91,10 +121,6 @@ def run_training(cfg: TrainConfig, policy_name: str, progress: bool = True) -> d
 
         dataset = with_action_free(dataset, cfg.action_free_datasets, policy)
 
-    run_dir = Path(cfg.output_dir) / (cfg.run_name or f"{slug(cfg.env)}_{policy_name}_{cfg.obs}")
-    if run_dir.exists() and not cfg.resume and any(run_dir.glob("step_*")):
-        raise FileExistsError(f"{run_dir} already holds checkpoints: pass resume=true to continue it, "
-                              f"or run_name=<new name> to start another run")
     train_dict = to_dict(cfg)
     train_dict["policy_name"] = policy_name
     n_params = sum(p.numel() for p in policy.parameters())
@@ -107,12 +133,13 @@ def run_training(cfg: TrainConfig, policy_name: str, progress: bool = True) -> d
                         perturb_step=cfg.eval.perturb_step)
 
     trainer = Trainer(policy.to(pick_device(cfg.device)), dataset, cfg, run_dir, train_dict, periodic_eval, progress)
-    t0 = time.monotonic()
     ema_policy = trainer.fit()
-    train_minutes = (time.monotonic() - t0) / 60
+    counts = {"train_steps": trainer.step, "train_minutes": trainer.train_seconds() / 60,
+              "steps_this_process": trainer.step - trainer.start_step,
+              "minutes_this_process": trainer.fit_seconds() / 60, "resumed_from_step": trainer.start_step,
+              "run_dir": str(run_dir)}
     if cfg.eval.episodes == 0:
-        return {"success_rate": None, "episodes": 0, "train_steps": trainer.step,
-                "train_minutes": train_minutes, "run_dir": str(run_dir)}
+        return {"success_rate": None, "episodes": 0, **counts}
     from robopolicy.eval.job import default_eval_dir
     from robopolicy.train.checkpoint import resolve_checkpoint
 
@@ -125,7 +152,5 @@ def run_training(cfg: TrainConfig, policy_name: str, progress: bool = True) -> d
         n_videos=cfg.eval.videos, out_dir=eval_dir, progress=progress,
         perturb_step=cfg.eval.perturb_step, seed=cfg.seed,
     )
-    result["train_steps"] = trainer.step
-    result["train_minutes"] = train_minutes
-    result["run_dir"] = str(run_dir)
+    result.update(counts)
     return result

@@ -1,10 +1,11 @@
 """One trainer for every policy family: it only ever calls ``policy.loss(batch)``.
 
 AdamW + warmup/cosine (diffusers' schedule), EMA (diffusers' EMAModel, power warmup as in Chi et
-al.), gradient clipping, bf16 autocast when asked, tqdm progress with loss / lr / it/s,
-TensorBoard (and optionally wandb) logs, periodic evaluation, atomic checkpoints and
-``resume``. Everything goes through ``accelerate`` so the same loop runs on one CPU process (what
-CI runs) and on several GPUs (``accelerate launch``).
+al.), gradient clipping, bf16 autocast when asked, progress with loss / lr / it/s (a bar on a
+terminal, periodic lines in a log), TensorBoard (and optionally wandb) logs, periodic evaluation,
+atomic checkpoints (every N steps and every few minutes) and ``resume``. Everything goes through
+``accelerate`` so the same loop runs on one CPU process (what CI runs) and on several GPUs
+(``accelerate launch``).
 """
 
 from __future__ import annotations
@@ -67,8 +68,6 @@ class Trainer:
         self.evaluate_fn = evaluate_fn
         self.progress = progress
         cpu = cfg.device == "cpu" or (cfg.device == "auto" and not torch.cuda.is_available())
-        if cfg.precision not in ("fp32", "bf16"):
-            raise ValueError(f"precision must be fp32 or bf16, got {cfg.precision!r}")
         self.accelerator = Accelerator(cpu=cpu, mixed_precision="bf16" if cfg.precision == "bf16" else "no")
         self.policy = policy
         self.optimizer = torch.optim.AdamW(
@@ -99,6 +98,10 @@ class Trainer:
         self.ema.to(self.accelerator.device)
         self.dataset, self._calibration = dataset, None  # fixed batches for Policy.calibrate, drawn once
         self.step = 0
+        self.start_step = 0  # the step this process began at (> 0 after a resume)
+        self.prior_seconds = 0.0  # training time of the earlier processes of a resumed run
+        self._fit_start: float | None = None  # monotonic start and end of this process's fit
+        self._fit_end: float | None = None
         self.writer = None
 
     # --- checkpoints ------------------------------------------------------------------------
@@ -133,6 +136,7 @@ class Trainer:
             return None
         train_state = {
             "step": self.step,
+            "train_seconds": self.train_seconds(),
             "optimizer": self.optimizer.state_dict(),
             "lr_scheduler": self.lr_scheduler.state_dict(),
             "ema": self.ema.state_dict(),
@@ -167,9 +171,20 @@ class Trainer:
         np.random.set_state(ts["rng"]["numpy"])
         random.setstate(ts["rng"]["python"])
         self.generator.set_state(ts["rng"]["generator"])
-        self.step = int(ts["step"])
+        self.step = self.start_step = int(ts["step"])
+        self.prior_seconds = float(ts.get("train_seconds", 0.0))  # absent in checkpoints of older versions
         self.accelerator.print(f"resumed from {step_dir} at step {self.step}")
         return True
+
+    def fit_seconds(self) -> float:
+        """Wall time this process spent in ``fit`` (so far, while it runs)."""
+        if self._fit_start is None:
+            return 0.0
+        return (self._fit_end if self._fit_end is not None else time.monotonic()) - self._fit_start
+
+    def train_seconds(self) -> float:
+        """Wall time spent in ``fit`` over the whole run: earlier (resumed) processes and this one."""
+        return self.prior_seconds + self.fit_seconds()
 
     # --- the loop ---------------------------------------------------------------------------
     def _batches(self):
@@ -197,17 +212,19 @@ class Trainer:
 
     def fit(self) -> nn.Module:
         """Train to ``cfg.steps`` (or ``max_minutes``); returns the EMA policy."""
-        from tqdm.auto import tqdm
+        from robopolicy.progress import progress_bar
 
         cfg, acc = self.cfg, self.accelerator
-        if cfg.resume:
-            self.try_resume()
+        if cfg.resume and not self.try_resume():
+            acc.print(f"resume=true but {self.run_dir} holds no checkpoint yet, starting from step 0")
         self.loss_module.train()
         batches = self._batches()
-        bar = tqdm(total=cfg.steps, initial=self.step, disable=not (self.progress and acc.is_main_process),
-                   desc="train", dynamic_ncols=True)
-        t_start = time.monotonic()
+        bar = progress_bar(total=cfg.steps, initial=self.step, desc="train",
+                           disable=not (self.progress and acc.is_main_process))
+        t_start = self._fit_start = time.monotonic()
+        self._fit_end = None
         last_t, last_step, running = t_start, self.step, []
+        last_save = t_start
         while self.step < cfg.steps:
             batch = _to_device(next(batches), acc.device)
             with acc.autocast():
@@ -233,9 +250,12 @@ class Trainer:
                 self._log(scalars)
                 bar.set_postfix(loss=f"{scalars['train/loss']:.4f}", lr=f"{lr:.2e}", its=f"{its:.1f}")
                 last_t, last_step, running = now, self.step, []
-            out_of_time = cfg.max_minutes is not None and (time.monotonic() - t_start) > 60 * cfg.max_minutes
-            if self.step % cfg.save_every == 0 or self.step == cfg.steps or out_of_time:
+            now = time.monotonic()
+            out_of_time = cfg.max_minutes is not None and (now - t_start) > 60 * cfg.max_minutes
+            save_due = bool(cfg.save_every_minutes) and now - last_save >= 60 * cfg.save_every_minutes
+            if self.step % cfg.save_every == 0 or self.step == cfg.steps or out_of_time or save_due:
                 self.save()
+                last_save = time.monotonic()
             if self.evaluate_fn is not None and cfg.eval.every and self.step % cfg.eval.every == 0 \
                     and self.step < cfg.steps and acc.is_main_process:
                 res = self.evaluate_fn(self.ema_policy(), cfg.eval.during_episodes)
@@ -244,6 +264,7 @@ class Trainer:
             if out_of_time:
                 acc.print(f"time budget of {cfg.max_minutes} min reached at step {self.step}")
                 break
+        self._fit_end = time.monotonic()
         bar.close()
         if self.writer is not None:
             self.writer.flush()

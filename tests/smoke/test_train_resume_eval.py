@@ -44,7 +44,8 @@ def test_train_kill_resume_evaluate(tmp_path):
 
     # 2) starting again without resume must refuse rather than overwrite the run
     out = subprocess.run(_train_cmd(tmp_path, killed_at + 5), env=env, capture_output=True, text=True)
-    assert out.returncode != 0 and "resume=true" in (out.stdout + out.stderr)
+    assert out.returncode == 2 and out.stderr.startswith("error: ") and "resume=true" in out.stderr
+    assert "Traceback" not in out.stderr
 
     # 3) resume continues from the checkpoint to the new step count, then evaluates one episode
     from omegaconf import OmegaConf
@@ -63,6 +64,9 @@ def test_train_kill_resume_evaluate(tmp_path):
                       + ["resume=true", "eval.episodes=0"])
     only = run_training(OmegaConf.to_object(cfg), "diffusion", progress=False)
     assert only["success_rate"] is None and only["train_steps"] == killed_at + 2
+    # the whole run and this process, counted apart (the killed process trained killed_at steps)
+    assert only["resumed_from_step"] == killed_at and only["steps_this_process"] == 2
+    assert only["train_minutes"] > only["minutes_this_process"] > 0
     assert not list((tmp_path / "ckpt" / "smoke").glob("**/eval"))
 
     target = killed_at + 5

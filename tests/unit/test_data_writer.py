@@ -16,10 +16,9 @@ import pytest
 from data_fakes import FEATURES, frame, write_episodes
 from robopolicy.data import LeRobotDataset, LeRobotDatasetWriter
 from robopolicy.data.writer import _LOCK_NAME
+from shared_fixtures import LEROBOT_FIXTURES, missing_reason
 
-FIXTURE = (
-    Path(__file__).parents[2] / ".." / "shared" / "fixtures" / "lerobot" / "v30_video_lerobot061"
-).resolve()
+FIXTURE = LEROBOT_FIXTURES / "v30_video_lerobot061"
 FIXTURE_IMG = FIXTURE.parent / "v30_image_lerobot044"
 
 
@@ -51,7 +50,7 @@ def fixture_like(root: Path, use_videos: bool) -> Path:
     return root
 
 
-@pytest.mark.skipif(not FIXTURE.is_dir(), reason=f"lerobot fixture {FIXTURE} not found")
+@pytest.mark.skipif(not FIXTURE.is_dir(), reason=missing_reason(FIXTURE))
 def test_metadata_matches_what_lerobot_061_wrote(tmp_path):
     ours = fixture_like(tmp_path / "ds", use_videos=True)
     a = json.loads((FIXTURE / "meta/info.json").read_text())
@@ -86,7 +85,7 @@ def test_metadata_matches_what_lerobot_061_wrote(tmp_path):
     assert pq.ParquetFile(ours / "data/chunk-000/file-000.parquet").metadata.num_row_groups == 2
 
 
-@pytest.mark.skipif(not FIXTURE_IMG.is_dir(), reason=f"lerobot fixture {FIXTURE_IMG} not found")
+@pytest.mark.skipif(not FIXTURE_IMG.is_dir(), reason=missing_reason(FIXTURE_IMG))
 def test_png_mode_matches_lerobot_image_layout(tmp_path):
     ours = fixture_like(tmp_path / "ds", use_videos=False)
     a = pq.read_table(FIXTURE_IMG / "data/chunk-000/file-000.parquet")

@@ -11,8 +11,9 @@ import pytest
 import torch
 
 from robopolicy.data import LeRobotDataset
+from shared_fixtures import LEROBOT_FIXTURES, missing_reason
 
-FIXTURES = (Path(__file__).parents[2] / ".." / "shared" / "fixtures" / "lerobot").resolve()
+FIXTURES = LEROBOT_FIXTURES
 NAMES = [
     "v30_image_lerobot044",
     "v30_video_lerobot044",
@@ -24,7 +25,7 @@ DELTA = {"action": [k / 10 for k in range(8)], "observation.state": [-0.1, 0.0]}
 
 pytestmark = pytest.mark.skipif(
     not FIXTURES.is_dir(),
-    reason=f"lerobot fixtures not found at {FIXTURES} (expected ../shared beside the checkout)",
+    reason=missing_reason(FIXTURES),
 )
 
 
