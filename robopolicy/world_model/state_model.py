@@ -197,6 +197,26 @@ class StateWorldModel(WorldModel):
             "actions": torch.zeros(s.shape[0], self.T - 1, self.A, device=s.device),
         })
 
+    def rollout_from_history(self, states: torch.Tensor, actions: torch.Tensor) -> RolloutState:
+        """The imagination state mid-episode: the last ``n_history`` real states (B, T, S) and the
+        actions taken after the first T-1 of them (B, T-1, A), raw units (open-loop evaluation)."""
+        if states.shape[1:] != (self.T, self.S) or actions.shape[1:] != (self.T - 1, self.A):
+            raise ValueError(f"rollout_from_history: need states (B, {self.T}, {self.S}) and actions "
+                             f"(B, {self.T - 1}, {self.A}), got {tuple(states.shape)} and {tuple(actions.shape)}")
+        dev = self._device()
+        return RolloutState({"states": self.normalizer.normalize(STATE_KEY, states.float().to(dev)),
+                             "actions": self.tokenizer.encode(actions.float().to(dev))})
+
+    @torch.no_grad()
+    def predict_heads(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
+        """Success probability, reward (raw) and termination probability (B,) of a training-style
+        batch's frames (``TransitionWindows.batch``): the heads on the true history and action."""
+        s_n = self.normalizer.normalize(STATE_KEY, batch[STATE_KEY].float())
+        a_n = self._encode_actions(batch[ACTION_KEY].float(), batch.get(ACTION_PAD_KEY))
+        succ, reward_n, done = self._heads(torch.cat([s_n.flatten(1), a_n[:, : self.T].flatten(1)], dim=1))
+        return {SUCCESS_KEY: torch.sigmoid(succ), DONE_KEY: torch.sigmoid(done),
+                REWARD_KEY: self.normalizer.unnormalize(REWARD_KEY, reward_n.view(-1, 1)).view(-1)}
+
     @torch.no_grad()
     def step(self, rollout: RolloutState, action: torch.Tensor,
              generator: torch.Generator | None = None) -> tuple[StepOutput, RolloutState]:

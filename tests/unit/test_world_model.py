@@ -382,3 +382,17 @@ def test_load_episodes_refuses_a_dataset_without_rewards(tmp_path):
     record_dataset("pushblock", tmp_path / "demo", 1, num_workers=0, progress=False)
     with pytest.raises(ValueError, match="play data"):
         load_episodes(tmp_path / "demo")
+
+
+def test_rollout_from_history_and_predict_heads_agree_with_step(trained):
+    model, _ = trained["diffusion"]
+    eps = trained["episodes"]
+    s, a = torch.from_numpy(eps.states[:6]), torch.from_numpy(eps.actions[:6])
+    r1 = model.init_rollout({STATE_KEY: s})
+    r2 = model.rollout_from_history(s[:, None], a[:, None][:, :0])  # n_history=1: no past actions
+    assert torch.equal(r1.tensors["states"], r2.tensors["states"])
+    out, _ = model.step(r2, a)
+    heads = model.predict_heads(TransitionWindows(eps, 1).batch(range(6)))
+    assert torch.allclose(heads[SUCCESS_KEY], out.success) and torch.allclose(heads[REWARD_KEY], out.reward)
+    with pytest.raises(ValueError, match="rollout_from_history"):
+        model.rollout_from_history(s[:, None], a[:, None])
