@@ -88,20 +88,86 @@ def trace_inputs(checkpoint: str | Path, policy_class: str, dataset: str | Path,
     return policy, batch, actions
 
 
+# The policy-config fields that decide how each family turns an observation into actions at
+# evaluation time (dotted paths into the saved policy config): what a results table must state.
+INFERENCE_FIELDS: dict[str, tuple[str, ...]] = {
+    "diffusion": ("noise.sampler", "noise.num_inference_steps", "n_action_steps"),
+    "sdp": ("steps_per_act", "n_action_steps"),
+    "ebt": ("inference_steps", "max_inference_steps", "adaptive", "stop_tol", "n_action_steps"),
+    "ddvla": ("decode_mode", "decode_rounds", "remask", "remask_threshold", "temperature", "n_action_steps"),
+}
+
+
+def inference_config(policy: str, policy_cfg: dict[str, Any], overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The ``INFERENCE_FIELDS`` of a saved policy config (``config.yaml``'s ``policy``), after
+    eval-time ``overrides`` (field -> value, as ``policy_overrides``); keys are the last path part."""
+    fields = INFERENCE_FIELDS.get(policy, ())
+    out: dict[str, Any] = {}
+    for path in fields:
+        node: Any = policy_cfg
+        for part in path.split("."):
+            node = node.get(part) if isinstance(node, dict) else None
+        if node is not None:
+            out[path.split(".")[-1]] = node
+    names = {f.split(".")[-1] for f in fields}
+    out.update({k.split(".")[-1]: v for k, v in (overrides or {}).items() if k.split(".")[-1] in names})
+    return out
+
+
+def inference_text(policy: str, cfg: dict[str, Any] | None) -> str:
+    """One table cell saying how ``policy`` produced its actions, from ``inference_config``'s dict
+    (plus an optional ``threshold_calibrated_on`` for EBT); "not recorded" without one."""
+    if not cfg:
+        return "not recorded"
+    n = cfg.get("n_action_steps")
+    per = f"{n} action{'s' if n != 1 else ''} executed per policy call" if n is not None else ""
+    if policy == "diffusion":
+        text = f"{str(cfg.get('sampler', '?')).upper()}-{cfg.get('num_inference_steps')} chunks, {per}"
+    elif policy == "sdp":
+        k = cfg.get("steps_per_act")
+        text = f"streaming buffer, {k} denoising step{'s' if k != 1 else ''} and {per}"
+    elif policy == "ebt":
+        steps = cfg.get("inference_steps")
+        if cfg.get("adaptive"):
+            where = cfg.get("threshold_calibrated_on")
+            text = (f"energy descent until a step moves the chunk <= {cfg.get('stop_tol')} RMS: at most {steps} steps, "
+                    f"up to {cfg.get('max_inference_steps')} while the energy is above the threshold calibrated on "
+                    f"{where or 'the checkpoint'}; {per}")
+        else:
+            text = f"energy descent, {steps} steps; {per}"
+    elif policy == "ddvla":
+        r = cfg.get("decode_rounds")
+        if cfg.get("decode_mode") == "autoregressive":
+            text = f"autoregressive decoding; {per}"
+        else:
+            remask = (f"remasking below p={cfg.get('remask_threshold')}" if cfg.get("remask") else "no remasking")
+            text = f"parallel decoding, {r} round{'s' if r != 1 else ''}, {remask}; {per}"
+        if cfg.get("temperature"):
+            text += f", temperature {cfg['temperature']}"
+    else:
+        text = ", ".join(f"{k}={v}" for k, v in cfg.items() if k != "threshold_calibrated_on")
+    return text
+
+
 def write_section(title: str, body: str, doc: Path | None = None) -> Path:
     """Replace (or append) the ``## title`` section of docs/benchmarks.md, atomically."""
+    import fcntl
+
     doc = Path(doc) if doc is not None else DOC
     doc.parent.mkdir(parents=True, exist_ok=True)
-    text = doc.read_text() if doc.exists() else _HEADER
     section = f"## {title}\n\n{body.strip()}\n\n"
     pattern = re.compile(rf"^## {re.escape(title)}\n.*?(?=^## |\Z)", re.S | re.M)
-    if pattern.search(text):
-        text = pattern.sub(lambda _m: section, text, count=1)
-    else:
-        text = text.rstrip("\n") + "\n\n" + section
-    tmp = doc.with_suffix(".md.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, doc)
+    # Several benchmarks may finish at once: read-modify-write under one lock so none is lost.
+    with open(doc.with_suffix(".md.lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        text = doc.read_text() if doc.exists() else _HEADER
+        if pattern.search(text):
+            text = pattern.sub(lambda _m: section, text, count=1)
+        else:
+            text = text.rstrip("\n") + "\n\n" + section
+        tmp = doc.with_suffix(f".md.{os.getpid()}.tmp")
+        tmp.write_text(text)
+        os.replace(tmp, doc)
     return doc
 
 

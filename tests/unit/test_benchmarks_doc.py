@@ -69,3 +69,46 @@ def test_trace_inputs_refuses_another_family_and_returns_the_demonstrated_action
         trace_inputs("ckpt", "DDVLAPolicy", tmp_path / "d", 4, torch.Generator().manual_seed(0))
     p, batch, actions = trace_inputs("ckpt", "FakePolicy", tmp_path / "d", 4, torch.Generator().manual_seed(0))
     assert isinstance(p, FakePolicy) and torch.equal(actions, batch["action"] * 2)
+
+
+def test_inference_settings_of_each_family_come_from_its_saved_config():
+    from robopolicy.benchmarks import inference_config, inference_text
+
+    ebt = inference_config("ebt", {"inference_steps": 4, "max_inference_steps": 8, "adaptive": True, "stop_tol": 0.01,
+                                   "n_action_steps": 8, "dim": 128})
+    assert ebt == {"inference_steps": 4, "max_inference_steps": 8, "adaptive": True, "stop_tol": 0.01, "n_action_steps": 8}
+    assert inference_text("ebt", ebt).startswith("energy descent until a step moves the chunk <= 0.01 RMS: at most 4 "
+                                                 "steps, up to 8 while")
+    fixed = inference_config("ebt", {"inference_steps": 2, "adaptive": False, "n_action_steps": 8}, {"inference_steps": 3})
+    assert inference_text("ebt", fixed) == "energy descent, 3 steps; 8 actions executed per policy call"
+    dd = inference_config("ddvla", {"decode_mode": "parallel", "decode_rounds": 12, "remask": True,
+                                    "remask_threshold": 0.05, "n_action_steps": 8}, {"decode_rounds": 1, "remask": False})
+    assert inference_text("ddvla", dd) == "parallel decoding, 1 round, no remasking; 8 actions executed per policy call"
+    dp = inference_config("diffusion", {"noise": {"sampler": "ddim", "num_inference_steps": 10}, "n_action_steps": 8})
+    assert inference_text("diffusion", dp) == "DDIM-10 chunks, 8 actions executed per policy call"
+    sdp = inference_config("sdp", {"steps_per_act": 1, "n_action_steps": 1})
+    assert inference_text("sdp", sdp) == "streaming buffer, 1 denoising step and 1 action executed per policy call"
+    assert inference_text("ebt", None) == "not recorded"
+
+
+def test_write_section_from_concurrent_processes_loses_no_section(tmp_path):
+    import multiprocessing as mp
+
+    doc = tmp_path / "bench.md"
+    ctx = mp.get_context("fork")
+    procs = [ctx.Process(target=_write_many, args=(doc, i)) for i in range(4)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join()
+    text = doc.read_text()
+    for i in range(4):
+        for j in range(20):
+            assert f"## writer {i} section {j}\n" in text
+
+
+def _write_many(doc, i):
+    from robopolicy.benchmarks import write_section
+
+    for j in range(20):
+        write_section(f"writer {i} section {j}", f"body {i} {j}", doc=doc)
