@@ -23,6 +23,7 @@ Both print a markdown table and write it to docs/benchmarks.md (unless ``--no-do
 from __future__ import annotations
 
 import argparse
+import json
 import os
 
 import torch
@@ -131,9 +132,16 @@ def main() -> None:
         from robopolicy.eval.sweep import sweep_table
 
         rows, step_dir, env = bench_success(args)
+        # what the row labels do not name is the checkpoint's own decoding config: state it
+        saved = json.loads((step_dir / "meta.json").read_text()).get("policy_config") or {}
+        varied = {"decode_mode", "decode_rounds", "remask"} | ({"decode_score"} if args.gap_rounds else set())
+        rest = ", ".join(f"{k}={v}" for k, v in saved.items()
+                         if (k.startswith(("decode_", "remask")) or k in ("temperature", "n_action_steps"))
+                         and k not in varied)
         body = (f"Checkpoint `{step_dir}`, evaluated with each decoding setting through eval-time policy_overrides "
                 f"(same weights, EMA), {args.episodes} episodes per task on held-out initial states "
-                f"(trials {args.first_trial}-{args.first_trial + args.episodes - 1}), seed {args.seed}.\n\n"
+                f"(trials {args.first_trial}-{args.first_trial + args.episodes - 1}), seed {args.seed}. "
+                f"Decoding fields the rows do not name, as saved with the checkpoint: {rest or 'none'}.\n\n"
                 + sweep_table(rows, "decoding", "decoder evals / chunk") + "\n\n" + provenance())
         block = f", held-out trials {args.first_trial}-{args.first_trial + args.episodes - 1}" if args.first_trial else ""
         tag = f", {args.tag}" if args.tag else ""

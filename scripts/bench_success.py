@@ -76,6 +76,10 @@ def _reevaluate(path: Path, args) -> None:
     previous = row["success_rate"]
     for k in ("success_rate", "ci95", "episodes", "mean_length"):
         row[k] = res[k]
+    if row.get("inference_config"):  # what the new numbers were produced with
+        from robopolicy.benchmarks import inference_config
+
+        row["inference_config"] = {**row["inference_config"], **inference_config(row_policy(row), {}, overrides)}
     if len(res.get("tasks", {})) > 1:
         row["tasks"] = {t: {k: v[k] for k in ("success_rate", "ci95", "episodes", "mean_length")}
                         for t, v in res["tasks"].items()}
@@ -87,21 +91,55 @@ def _reevaluate(path: Path, args) -> None:
 
 def table(rows: list[dict]) -> list[str]:
     """Markdown table lines: one row per single-task result; for a multi-task suite one row per
-    task (from the evaluation summary) and then the suite's average; a mean over results."""
-    lines = ["| task | demos | success | 95% CI | eval episodes | mean length | train steps | train minutes |",
-             "|---|---|---|---|---|---|---|---|"]
+    task (from the evaluation summary) and then the suite's average; with several results, their
+    plain mean, labelled with the results it averages. Every result row says how its actions were
+    produced (column inference: ``row_inference``)."""
+    from robopolicy.benchmarks import inference_text
+
+    lines = ["| task | demos | success | 95% CI | eval episodes | mean length | train steps | train minutes | inference |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         demos = next((o.split("=", 1)[1] for o in r["overrides"] if o.startswith("episodes=")), "?")
         for t, tr in r.get("tasks", {}).items():
             lines.append(f"| {r['task']}: {t} | {demos} | {tr['success_rate']:.0%} | {tr['ci95'][0]:.0%}-{tr['ci95'][1]:.0%} | "
-                         f"{tr['episodes']} | {tr['mean_length']:.0f} | | |")
+                         f"{tr['episodes']} | {tr['mean_length']:.0f} | | | |")
         name = f"{r['task']} (average of {len(r['tasks'])} tasks)" if r.get("tasks") else r["task"]
         lines.append(f"| {name} | {demos} | {r['success_rate']:.0%} | {r['ci95'][0]:.0%}-{r['ci95'][1]:.0%} | "
-                     f"{r['episodes']} | {r['mean_length']:.0f} | {r['train_steps']} | {r['train_minutes']:.1f} |")
-    if rows:
+                     f"{r['episodes']} | {r['mean_length']:.0f} | {r['train_steps']} | {r['train_minutes']:.1f} | "
+                     f"{inference_text(row_policy(r), row_inference(r))} |")
+    if len(rows) > 1:
         mean = sum(r["success_rate"] for r in rows) / len(rows)
-        lines.append(f"| **mean** | | **{mean:.0%}** | | | | | |")
+        lines.append(f"| **mean of {len(rows)} results** ({', '.join(r['task'] for r in rows)}) | | **{mean:.0%}** "
+                     f"| | | | | | |")
     return lines
+
+
+def row_policy(row: dict) -> str:
+    """The family a saved result trained (its ``policy=`` override)."""
+    return next((o.split("=", 1)[1] for o in row["overrides"] if o.startswith("policy=")), "?")
+
+
+def row_inference(row: dict) -> dict | None:
+    """How a saved result's actions were produced: the ``inference_config`` it recorded (runs since
+    it was added, and the older rows, backfilled with their source named in
+    ``inference_config_source``), else the run's checkpoint config when that checkpoint is the one
+    the row was trained to, with any re-evaluation's overrides; None when neither is there."""
+    if row.get("inference_config"):
+        return row["inference_config"]
+    from robopolicy.benchmarks import inference_config
+    from robopolicy.train.checkpoint import resolve_checkpoint
+
+    try:
+        step_dir = resolve_checkpoint(ROOT / row["run_dir"])
+        meta = json.loads((step_dir / "meta.json").read_text())
+    except (FileNotFoundError, KeyError, ValueError):
+        return None
+    if meta.get("step") != row.get("train_steps"):
+        return None  # the folder holds another run now
+    overrides = {}
+    for e in row.get("reevaluations", []):
+        overrides.update(e["policy_overrides"])
+    return inference_config(row_policy(row), meta.get("policy_config") or {}, overrides) or None
 
 
 def main() -> None:
@@ -143,6 +181,7 @@ def main() -> None:
             row["tasks"] = {t: {k: v[k] for k in ("success_rate", "ci95", "episodes", "mean_length")}
                             for t, v in res["tasks"].items()}
         row.update(task=task, overrides=overrides, command=provenance())
+        row["inference_config"] = _run_inference(args.policy, res["run_dir"])
         (out_dir / f"{slug(task)}.json").write_text(json.dumps(row, indent=2))
         print(f"{task}: success {row['success_rate']:.0%} after {row['train_steps']} steps")
     if args.no_write:
@@ -156,6 +195,15 @@ def main() -> None:
         _write_table(args, suite)
         if args.compare:
             _write_comparison(args, suite)
+
+
+def _run_inference(policy: str, run_dir: str) -> dict:
+    """The inference settings saved with a run's newest checkpoint (what its evaluation used)."""
+    from robopolicy.benchmarks import inference_config
+    from robopolicy.train.checkpoint import resolve_checkpoint
+
+    meta = json.loads((resolve_checkpoint(run_dir) / "meta.json").read_text())
+    return inference_config(policy, meta.get("policy_config") or {})
 
 
 @functools.lru_cache(maxsize=None)
@@ -190,16 +238,13 @@ def _write_table(args, suite: str | None) -> None:
                                 .replace("\n", " ") for e in r.get("reevaluations", []))
                       + (f"\n  - Note: {r['note']}" if r.get("note") else "")  # a known caveat, kept with the result
                       for r in rows)
-    body = ("Expert demonstrations per task (column demos; recorded by the scripted experts on train "
-            "initial states), evaluation on held-out initial states (column eval episodes, per task), EMA "
-            f"weights, each policy's default inference (Diffusion Policy: DDIM-10 chunks of 8 actions; "
-            f"SDP: its streaming buffer, one denoising step and one action per control step; ddvla: 12 "
-            f"parallel decoding rounds with remasking, chunks of 8 actions; EBT-Policy: adaptive energy "
-            f"descent, until converged (last step moved the chunk <= 0.01 RMS), at most 4 steps, up to 8 while "
-            f"the energy stays above the calibrated threshold, chunks of 8 actions). Image runs see the suite's first camera "
-            f"(Meta-World: corner, 84x84 unless image_size is in the command) plus the state. Train minutes are "
-            f"wall-clock; a run with --threads 1 had one of the 2 cores while another benchmark ran "
-            f"on the other.\n\n" + "\n".join(lines)
+    body = ("Expert demonstrations per task (column demos; recorded by the scripted "
+            "experts on train initial states), evaluation on held-out initial states (column eval episodes, per "
+            "task), EMA weights. Column inference: how each row's actions were produced, from the settings saved "
+            "with that row's result (its run's checkpoint config, and any re-evaluation's overrides). Image runs see "
+            "the suite's first camera (Meta-World: corner, 84x84 unless image_size is in the command) plus the "
+            "state. Train minutes are wall-clock; a run with --threads 1 had one of the 2 cores while another "
+            "benchmark ran on the other.\n\n" + "\n".join(lines)
             + "\n\nEach task's run (command, machine, date):\n\n" + runs + "\n")
     write_section(f"Success: {args.policy}, {args.obs} observations" + (f", {suite}" if suite else ""), body)
 

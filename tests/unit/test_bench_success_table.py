@@ -18,26 +18,51 @@ def _table():
     return mod.table
 
 
-def _row(task, rate, tasks=None):
+DP = {"sampler": "ddim", "num_inference_steps": 10, "n_action_steps": 8}
+
+
+def _row(task, rate, tasks=None, inference=DP):
     r = {"task": task, "success_rate": rate, "ci95": [0.1, 0.9], "episodes": 20, "mean_length": 100.0,
-         "train_steps": 500, "train_minutes": 3.0, "overrides": ["episodes=50"]}
+         "train_steps": 500, "train_minutes": 3.0, "overrides": ["policy=diffusion", "episodes=50"],
+         "run_dir": "checkpoints/nowhere", "inference_config": inference}
     if tasks:
         r["tasks"] = {t: {"success_rate": s, "ci95": [0.0, 1.0], "episodes": 2, "mean_length": 90.0} for t, s in tasks.items()}
     return r
 
 
-def test_single_task_rows_are_unchanged():
-    lines = _table()([_row("push-v3", 0.5)])
-    assert lines[2] == "| push-v3 | 50 | 50% | 10%-90% | 20 | 100 | 500 | 3.0 |"
-    assert lines[3] == "| **mean** | | **50%** | | | | | |" and len(lines) == 4
+def test_single_task_rows_say_their_inference_and_the_mean_names_what_it_averages():
+    lines = _table()([_row("push-v3", 0.5), _row("reach-v3", 1.0, inference=None)])
+    assert lines[2] == ("| push-v3 | 50 | 50% | 10%-90% | 20 | 100 | 500 | 3.0 | DDIM-10 chunks, 8 actions executed "
+                        "per policy call |")
+    # no recorded settings and no checkpoint of that run: said, not guessed
+    assert lines[3].endswith("| 500 | 3.0 | not recorded |")
+    assert lines[4] == "| **mean of 2 results** (push-v3, reach-v3) | | **75%** | | | | | | |" and len(lines) == 5
+    assert len(_table()([_row("push-v3", 0.5)])) == 3  # one result: no mean row
 
 
 def test_multi_task_suite_has_one_row_per_task_and_the_average():
     lines = _table()([_row("metaworld/mt10", 0.25, {"reach-v3": 0.5, "push-v3": 0.0})])
-    assert lines[2] == "| metaworld/mt10: reach-v3 | 50 | 50% | 0%-100% | 2 | 90 | | |"
-    assert lines[3] == "| metaworld/mt10: push-v3 | 50 | 0% | 0%-100% | 2 | 90 | | |"
+    assert lines[2] == "| metaworld/mt10: reach-v3 | 50 | 50% | 0%-100% | 2 | 90 | | | |"
+    assert lines[3] == "| metaworld/mt10: push-v3 | 50 | 0% | 0%-100% | 2 | 90 | | | |"
     assert lines[4].startswith("| metaworld/mt10 (average of 2 tasks) | 50 | 25% |")
-    assert lines[5] == "| **mean** | | **25%** | | | | | |"
+    assert lines[4].endswith("| DDIM-10 chunks, 8 actions executed per policy call |") and len(lines) == 5
+
+
+def test_a_row_without_recorded_settings_reads_its_checkpoint_and_reevaluation(tmp_path, monkeypatch):
+    spec = importlib.util.spec_from_file_location("bench_success", SCRIPT)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    from robopolicy.deploy.testing import save_untrained_checkpoint
+
+    monkeypatch.setattr(mod, "ROOT", tmp_path)
+    step = save_untrained_checkpoint(tmp_path / "checkpoints" / "run")  # step 0, DDIM with the tiny config's 4 steps
+    row = _row("pushblock", 0.5, inference=None)
+    row.update(run_dir="checkpoints/run", train_steps=0,
+               reevaluations=[{"policy_overrides": {"noise.num_inference_steps": 3}}])
+    assert mod.row_inference(row) == {"sampler": "ddim", "num_inference_steps": 3, "n_action_steps": 4}
+    row["train_steps"] = 900  # the folder holds another run than the one the row was trained to
+    assert mod.row_inference(row) is None
+    assert step.exists()
 
 
 def test_comparison_section_per_task_and_average(tmp_path, monkeypatch):
