@@ -37,9 +37,9 @@ def build_server(cfg: ServeJobConfig):
     """The ``PolicyServer`` for ``cfg`` (not started)."""
     import torch
 
-    from robopolicy.device import pick_device
     from robopolicy.deploy.job import checkpoint_env
     from robopolicy.deploy.server import PolicyServer
+    from robopolicy.device import pick_device
     from robopolicy.train.checkpoint import load_policy, resolve_checkpoint
 
     if cfg.torch_threads is not None:
