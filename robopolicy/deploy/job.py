@@ -201,8 +201,8 @@ def _policy_side(cfg: DeployJobConfig):
 
     import torch
 
-    from robopolicy.device import pick_device
     from robopolicy.deploy.action_source import PolicySource
+    from robopolicy.device import pick_device
     from robopolicy.train.checkpoint import load_policy, resolve_checkpoint
 
     if cfg.torch_threads is not None:
