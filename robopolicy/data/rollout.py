@@ -73,10 +73,22 @@ def suite_tasks(spec: RolloutSpec) -> list[str]:
     return list(_suite(spec).tasks)
 
 
-def run_episode(spec: RolloutSpec, task: str, trial: int) -> EpisodeResult:
+REWARD_KEY = "next.reward"
+SUCCESS_KEY = "next.success"
+DONE_KEY = "next.done"
+
+ActionHook = Callable[[np.ndarray, Any, int], np.ndarray]
+"""(expert action, env, seed) -> executed action: e.g. the play recorder's action noise."""
+
+
+def run_episode(spec: RolloutSpec, task: str, trial: int, *, perturb: Callable[[Any, int], ActionHook] | None = None,
+                rewards: bool = False) -> EpisodeResult:
     """Roll out the suite's expert on ``task`` from trial ``trial``'s initial state.
 
-    Frame t pairs the observation before step t with the action taken at it (lerobot's convention).
+    Frame t pairs the observation before step t with the action executed at it (lerobot's
+    convention). ``perturb(env, seed)``, when given, returns a per-episode function mapping the
+    expert's action to the executed one (the expert is still queried at every step). ``rewards``
+    also stores lerobot's ``next.reward`` / ``next.success`` / ``next.done`` per frame.
     """
     suite = _suite(spec)
     key = ("env", spec, task)
@@ -84,6 +96,7 @@ def run_episode(spec: RolloutSpec, task: str, trial: int) -> EpisodeResult:
         _CACHE[key] = (suite.make_env(task), suite.make_expert(task))
     env, expert = _CACHE[key]
     seed = int(suite.trial_seed(task, trial, spec.seed_split))
+    act = perturb(env, seed) if perturb is not None else None
     obs, info = env.reset(seed=seed)
     expert.reset()
     rec: dict[str, list] = {}
@@ -91,12 +104,18 @@ def run_episode(spec: RolloutSpec, task: str, trial: int) -> EpisodeResult:
     left = None  # frames still to record after the first success
     for _ in range(int(suite.max_episode_steps(task))):
         action = np.asarray(expert.act(obs), dtype=np.float32)
+        if act is not None:
+            action = act(action)
         for k, v in obs.items():
             if k == STATE_KEY or k.startswith(IMAGE_PREFIX):
                 rec.setdefault(k, []).append(np.asarray(v))
         rec.setdefault(ACTION_KEY, []).append(action)
-        obs, _, terminated, truncated, info = env.step(action)
-        if info.get("success", False) and not success:
+        obs, reward, terminated, truncated, info = env.step(action)
+        step_success = bool(info.get("success", False))
+        if rewards:
+            rec.setdefault(REWARD_KEY, []).append(np.float32(reward))
+            rec.setdefault(SUCCESS_KEY, []).append(step_success)
+        if step_success and not success:
             success = True
             left = spec.post_success_steps
         if terminated or truncated:
@@ -105,6 +124,13 @@ def run_episode(spec: RolloutSpec, task: str, trial: int) -> EpisodeResult:
             if left == 0:
                 break
             left -= 1
+    frames = {k: np.stack(v) for k, v in rec.items()}
+    if rewards:
+        frames[REWARD_KEY] = frames[REWARD_KEY].astype(np.float32)
+        frames[SUCCESS_KEY] = frames[SUCCESS_KEY].astype(bool)
+        done = np.zeros(len(frames[ACTION_KEY]), dtype=bool)
+        done[-1] = True  # lerobot marks the episode's last frame
+        frames[DONE_KEY] = done
     return EpisodeResult(
         task=task,
         trial=int(trial),
@@ -112,7 +138,7 @@ def run_episode(spec: RolloutSpec, task: str, trial: int) -> EpisodeResult:
         success=success,
         instruction=suite.instruction(task),
         fps=float(suite.fps),
-        frames={k: np.stack(v) for k, v in rec.items()},
+        frames=frames,
     )
 
 

@@ -19,19 +19,9 @@ from pathlib import Path
 
 import numpy as np
 
-from robopolicy.data.rollout import (
-    _CACHE,
-    ACTION_KEY,
-    IMAGE_PREFIX,
-    STATE_KEY,
-    EpisodeResult,
-    RolloutSpec,
-    _suite,
-)
+from robopolicy.data.rollout import DONE_KEY, REWARD_KEY, SUCCESS_KEY, EpisodeResult, RolloutSpec, run_episode
 
-REWARD_KEY = "next.reward"
-SUCCESS_KEY = "next.success"
-DONE_KEY = "next.done"
+__all__ = ["DONE_KEY", "REWARD_KEY", "SUCCESS_KEY", "PlaySpec", "record_play_dataset", "run_play_episode"]
 _NOISE_STREAM = 0x9A7  # separates the play noise from the env's reset stream
 
 
@@ -60,30 +50,21 @@ class PlaySpec(RolloutSpec):
 
 
 def run_play_episode(spec: PlaySpec, task: str, trial: int) -> EpisodeResult:
-    """One noisy-expert episode from trial ``trial``'s initial state, with reward fields per frame.
-
-    Frame t pairs the observation before step t with the action executed at it (lerobot's
-    convention); the expert is queried at every step, also inside random segments, so an expert
-    that keeps a phase still follows the episode.
-    """
-    suite = _suite(spec)
-    key = ("env", spec, task)
-    if key not in _CACHE:
-        _CACHE[key] = (suite.make_env(task), suite.make_expert(task))
-    env, expert = _CACHE[key]
-    seed = int(suite.trial_seed(task, trial, spec.seed_split))
-    rng = np.random.default_rng([seed, _NOISE_STREAM])
+    """One noisy-expert episode from trial ``trial``'s initial state, with reward fields per frame:
+    the shared recorder rollout (``robopolicy.data.rollout.run_episode``) with the action noise
+    below. The expert is queried at every step, also inside random segments, so an expert that
+    keeps a phase still follows the episode."""
     std = spec.noise_std(trial)
-    low, high = env.action_space.low, env.action_space.high
-    obs, info = env.reset(seed=seed)
-    expert.reset()
-    rec: dict[str, list] = {}
-    success = bool(info.get("success", False))
-    left = None  # frames still to record after the first success
-    random_left = 0
-    for _ in range(int(suite.max_episode_steps(task))):
-        action = np.asarray(expert.act(obs), dtype=np.float32)
-        if std > 0:
+
+    def perturb(env, seed: int):
+        rng = np.random.default_rng([seed, _NOISE_STREAM])
+        low, high = env.action_space.low, env.action_space.high
+        random_left = 0
+
+        def act(action: np.ndarray) -> np.ndarray:
+            nonlocal random_left
+            if std == 0:
+                return action
             if random_left == 0 and rng.random() < spec.random_segment_prob:
                 random_left = int(rng.integers(spec.random_segment_steps[0], spec.random_segment_steps[1] + 1))
             if random_left > 0:
@@ -91,32 +72,11 @@ def run_play_episode(spec: PlaySpec, task: str, trial: int) -> EpisodeResult:
                 random_left -= 1
             else:
                 action = action + rng.normal(0.0, std, action.shape).astype(np.float32)
-            action = np.clip(action, low, high).astype(np.float32)
-        for k, v in obs.items():
-            if k == STATE_KEY or k.startswith(IMAGE_PREFIX):
-                rec.setdefault(k, []).append(np.asarray(v))
-        rec.setdefault(ACTION_KEY, []).append(action)
-        obs, reward, terminated, truncated, info = env.step(action)
-        step_success = bool(info.get("success", False))
-        rec.setdefault(REWARD_KEY, []).append(np.float32(reward))
-        rec.setdefault(SUCCESS_KEY, []).append(step_success)
-        if step_success and not success:
-            success = True
-            left = spec.post_success_steps
-        if terminated or truncated:
-            break
-        if spec.stop_on_success and left is not None:
-            if left == 0:
-                break
-            left -= 1
-    frames = {k: np.stack(v) for k, v in rec.items()}
-    frames[REWARD_KEY] = frames[REWARD_KEY].astype(np.float32)
-    frames[SUCCESS_KEY] = frames[SUCCESS_KEY].astype(bool)
-    done = np.zeros(len(frames[ACTION_KEY]), dtype=bool)
-    done[-1] = True
-    frames[DONE_KEY] = done
-    return EpisodeResult(task=task, trial=int(trial), seed=seed, success=success,
-                         instruction=suite.instruction(task), fps=float(suite.fps), frames=frames)
+            return np.clip(action, low, high).astype(np.float32)
+
+        return act
+
+    return run_episode(spec, task, trial, perturb=perturb, rewards=True)
 
 
 def record_play_dataset(
