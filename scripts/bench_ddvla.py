@@ -99,7 +99,11 @@ def bench_success(args) -> tuple[list[dict], str, str]:
                          {"decode_mode": "parallel", "decode_rounds": r, "remask": True, "decode_score": "gap"}, r))
     if args.autoregressive:
         settings.append(("autoregressive", {"decode_mode": "autoregressive"}, n_tokens))
-    rows = sweep(step_dir, settings, args.episodes, args.n_envs, args.seed, first_trial=args.first_trial)
+    if args.shard:  # this process runs every N-th setting only (the others run elsewhere); no table
+        k, n = (int(x) for x in args.shard.split("/"))
+        settings = settings[k::n]
+    rows = sweep(step_dir, settings, args.episodes, args.n_envs, args.seed, first_trial=args.first_trial,
+                 reuse=args.reuse)
     return rows, str(step_dir), meta["env"]
 
 
@@ -124,6 +128,11 @@ def main() -> None:
     ap.add_argument("--n-envs", type=int, default=2, help="(2): parallel environments")
     ap.add_argument("--tag", default="", help="(2): added to the section title, e.g. which training objective")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--shard", default=None, metavar="K/N",
+                    help="(2): evaluate only settings K, K+N, ... (split a sweep over processes; implies --no-doc)")
+    ap.add_argument("--reuse", action="store_true",
+                    help="(2): read a setting's evaluation from its results folder when one of the same episodes "
+                         "exists (e.g. run by --shard processes) instead of running it again")
     ap.add_argument("--no-doc", action="store_true", help="print only; do not update docs/benchmarks.md")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -160,7 +169,7 @@ def main() -> None:
                 + f"Load average (1 min) before/after: {load_before:.2f} / {load_after:.2f} (other jobs share the CPU)\n")
         title = "Discrete Diffusion VLA: decoding cost, parallel vs autoregressive"
     print(body)
-    if not args.no_doc:
+    if not (args.no_doc or args.shard):
         write_section(title, body)
 
 

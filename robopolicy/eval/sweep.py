@@ -25,18 +25,27 @@ def checkpoint_meta(checkpoint: str | Path, family: str) -> tuple[Path, dict[str
 
 
 def sweep(step_dir: Path, settings: list[tuple[str, dict[str, Any], Any]], episodes: int, n_envs: int = 2,
-          seed: int = 0, perturb_step: int = 0, first_trial: int = 0) -> list[dict[str, Any]]:
+          seed: int = 0, perturb_step: int = 0, first_trial: int = 0, reuse: bool = False) -> list[dict[str, Any]]:
     """Evaluate ``step_dir`` once per (label, policy overrides, cost) setting; each row is
     ``{"label", "cost", "res"}`` with ``res`` the evaluator's result dict. ``first_trial`` > 0
-    evaluates a later block of held-out initial states (one the main evaluation did not use)."""
-    from robopolicy.eval.job import EvalJobConfig, run_eval
+    evaluates a later block of held-out initial states (one the main evaluation did not use).
+    ``reuse``: a setting whose results folder already holds an evaluation of the same episodes
+    (``eval_info.json``, e.g. from a sweep run in another process) is read instead of run again."""
+    from robopolicy.eval.job import EvalJobConfig, eval_tag, run_eval
+    from robopolicy.paths import results_dir
 
+    env = load_train_config(step_dir).get("env")
     rows = []
     for label, overrides, cost in settings:
+        cfg = EvalJobConfig(checkpoint=str(step_dir), episodes=episodes, n_envs=n_envs, videos=0, seed=seed,
+                            perturb_step=perturb_step, first_trial=first_trial, policy_overrides=overrides)
         # each setting lands in its own default folder, <step>/eval/<suite>_<overrides>[_from<N>] (eval_tag)
-        res = run_eval(EvalJobConfig(checkpoint=str(step_dir), episodes=episodes, n_envs=n_envs, videos=0,
-                                     seed=seed, perturb_step=perturb_step, first_trial=first_trial,
-                                     policy_overrides=overrides), progress=False)
+        done = results_dir(step_dir, "eval", env, eval_tag(cfg)) / "eval_info.json"
+        res = json.loads(done.read_text()) if reuse and done.is_file() else None
+        if res is not None and any(t["episodes"] != episodes for t in res.get("tasks", {}).values()):
+            res = None  # another episode count: not the same measurement
+        if res is None:
+            res = run_eval(cfg, progress=False)
         rows.append({"label": label, "res": res, "cost": cost})
         print(f"{label}: success {res['success_rate']:.1%} over {res['episodes']} episodes", flush=True)
     return rows

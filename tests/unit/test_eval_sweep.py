@@ -45,3 +45,34 @@ def test_checkpoint_of_another_family_is_refused_and_its_env_is_read(tmp_path):
     (step / "config.yaml").write_text("env: metaworld/mt1/reach-v3\nsteps: 10\n")
     got_step, meta = checkpoint_meta(tmp_path / "run", "diffusion")
     assert got_step == step and meta["env"] == "metaworld/mt1/reach-v3"
+
+
+def test_reuse_reads_a_finished_setting_and_runs_the_rest(tmp_path, monkeypatch):
+    """--shard processes write each setting's eval_info.json; the table-writing run reads those
+    (same episode count only) and evaluates what is missing."""
+    import robopolicy.eval.job as job
+    from robopolicy.eval.job import EvalJobConfig, default_eval_dir
+    from robopolicy.eval.sweep import sweep
+
+    step = tmp_path / "step_00000010"
+    step.mkdir()
+    (step / "config.yaml").write_text("env: metaworld/mt1/reach-v3\n")
+    done = default_eval_dir(step, "metaworld/mt1/reach-v3", episodes=5, policy_overrides={"decode_rounds": 2})
+    done.mkdir(parents=True)
+    (done / "eval_info.json").write_text(json.dumps(_res(0.8, {"reach-v3": {"success_rate": 0.8, "episodes": 5}})))
+    ran = []
+
+    def fake_run_eval(cfg: EvalJobConfig, progress: bool = True):
+        ran.append(dict(cfg.policy_overrides))
+        return _res(0.1, {"reach-v3": {"success_rate": 0.1, "episodes": cfg.episodes}})
+
+    monkeypatch.setattr(job, "run_eval", fake_run_eval)
+    settings = [("2 rounds", {"decode_rounds": 2}, 2), ("4 rounds", {"decode_rounds": 4}, 4)]
+    rows = sweep(step, settings, episodes=5, reuse=True)
+    assert [r["res"]["success_rate"] for r in rows] == [0.8, 0.1] and ran == [{"decode_rounds": 4}]
+    ran.clear()
+    sweep(step, settings, episodes=7, reuse=True)  # another episode count: nothing is reused
+    assert ran == [{"decode_rounds": 2}, {"decode_rounds": 4}]
+    ran.clear()
+    sweep(step, settings[:1], episodes=5)  # without reuse, always evaluated
+    assert ran == [{"decode_rounds": 2}]
