@@ -3,6 +3,9 @@
 * ``play``: noisy-expert play data with rewards (``next.reward`` / ``next.success`` / ``next.done``).
 * ``StateWorldModel``: EDM diffusion over the next state(s) given past states and actions, with
   success / reward / termination heads (``objective="regression"``: the deterministic MLP baseline).
+* ``ImageWorldModel``: one DiT denoising the next camera frame (past frames stacked on channels, as
+  DIAMOND) and the next state together (EDM), with the same heads; ``metrics``: PSNR / SSIM per
+  horizon and real | imagined strips.
 * ``WorldModelSuite``: the model behind the suite / vector-env API the evaluator uses.
 * ``load_world_model(path)``; ``robopolicy-train-wm`` trains one.
 
@@ -19,6 +22,8 @@ _EXPORTS = {
     "record_play_dataset": "robopolicy.world_model.play",
     "StateWorldModel": "robopolicy.world_model.state_model",
     "StateWorldModelConfig": "robopolicy.world_model.config",
+    "ImageWorldModel": "robopolicy.world_model.image_model",
+    "ImageWorldModelConfig": "robopolicy.world_model.config",
     "WorldModel": "robopolicy.world_model.base",
     "WorldModelSuite": "robopolicy.world_model.env",
     "WorldModelVectorEnv": "robopolicy.world_model.env",

@@ -10,8 +10,8 @@ imagined env steps through three calls, batched over envs:
 * ``observation_keys``: the observation entries it predicts (``observation.state``; an image model
   adds its cameras).
 
-The state model (``state_model.py``) implements it; an image model (frames through a DiT or UNet
-denoiser) plugs into the same env by implementing the same three calls.
+The state model (``state_model.py``) and the image model (``image_model.py``: the next camera
+frame and state through the shared DiT) implement it; both plug into the same imagined env.
 """
 
 from __future__ import annotations

@@ -33,6 +33,7 @@ def read_meta(step_dir: Path) -> dict:
 def load_world_model(path: str | Path, use_ema: bool = True, device: str | torch.device = "cpu"):
     """Load a world model from a run folder (its newest step) or a step folder."""
     import robopolicy.world_model.state_model  # noqa: F401  (registers the built-in models)
+    import robopolicy.world_model.image_model  # noqa: F401
 
     step_dir = resolve_checkpoint(path)
     meta = read_meta(step_dir)

@@ -1,4 +1,6 @@
-"""Typed configs of the state world model (saved in its checkpoint; Hydra group ``model``)."""
+"""Typed configs of the world models (saved in their checkpoints): ``StateWorldModelConfig`` (the
+``model`` field of ``robopolicy-train-wm``) and ``ImageWorldModelConfig`` (its ``image_model`` field,
+used with ``obs=image``)."""
 
 from __future__ import annotations
 
@@ -89,6 +91,67 @@ class StateWorldModelConfig:
             raise ValueError(f"noise_embed_dim must be an even number >= 2, got {self.noise_embed_dim}")
         if self.tokenizer.kind != "continuous":
             raise ValueError("the state world model takes continuous actions (tokenizer.kind=continuous)")
+        if self.state_normalization not in ("min_max", "mean_std"):
+            raise ValueError(f"state_normalization must be min_max or mean_std, got {self.state_normalization!r}")
+        if self.clip_state is not None and self.clip_state <= 0:
+            raise ValueError(f"clip_state must be > 0 or None, got {self.clip_state}")
+
+
+@dataclass
+class ImageWorldModelConfig:
+    """Image world model: the next camera frame and the next state from the last frames (stacked on
+    channels), past states and actions, by one DiT denoising both (EDM), plus the shared heads."""
+
+    camera: Optional[str] = None
+    """Camera predicted (name without observation.images.); None: the dataset's first camera."""
+    n_history: int = 4
+    """Frames (and states, with their actions) the model conditions on: the current one and n-1 before it."""
+    patch_size: int = 8
+    """Side of the square patches the frames are cut into (must divide the frame height and width)."""
+    dim: int = 128
+    """Width of the DiT tokens."""
+    depth: int = 4
+    """DiT blocks."""
+    n_heads: int = 4
+    """Attention heads per block (must divide dim)."""
+    mlp_ratio: float = 4.0
+    """MLP width of each block / dim."""
+    dropout: float = 0.0
+    """Dropout inside the DiT blocks."""
+    state_loss_weight: float = 1.0
+    """Weight of the next-state part of the diffusion loss (the frame part has weight 1)."""
+    head_hidden_dim: int = 256
+    """Width of the reward / success / termination head."""
+    head_depth: int = 2
+    """Residual blocks of the head."""
+    success_weight: float = 1.0
+    """Weight of the success BCE in the loss."""
+    reward_weight: float = 1.0
+    """Weight of the (normalized) reward MSE in the loss."""
+    done_weight: float = 0.1
+    """Weight of the termination BCE in the loss."""
+    state_normalization: str = "min_max"
+    """How observation.state is normalized: min_max | mean_std."""
+    delta_std_floor: float = 1e-3
+    """Smallest std (normalized state units) used to scale a state dimension's per-step change."""
+    clip_state: Optional[float] = 1.5
+    """Imagined states are clipped to +-this in normalized units (near the data's support); None: no clip."""
+    edm: EDMConfig = field(default_factory=lambda: EDMConfig(sigma_data=0.5))
+    """Noise levels and sampler; sigma_data 0.5 as DIAMOND (frames in [-1, 1], state deltas scaled to std 0.5)."""
+    tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)
+    """Action normalization (the shared ActionTokenizer; continuous kind)."""
+
+    def __post_init__(self) -> None:
+        if self.n_history < 1 or self.patch_size < 1 or self.dim < 1 or self.depth < 1 or self.head_depth < 1:
+            raise ValueError("image_model: n_history, patch_size, dim, depth and head_depth must be >= 1")
+        if self.n_heads < 1 or self.dim % self.n_heads:
+            raise ValueError(f"image_model: dim {self.dim} must be divisible by n_heads {self.n_heads}")
+        if self.dim % 4:
+            raise ValueError(f"image_model: dim must be divisible by 4 (2-D sin/cos positions), got {self.dim}")
+        if self.mlp_ratio <= 0 or not 0 <= self.dropout < 1 or self.state_loss_weight < 0:
+            raise ValueError("image_model: need mlp_ratio > 0, 0 <= dropout < 1, state_loss_weight >= 0")
+        if self.tokenizer.kind != "continuous":
+            raise ValueError("the image world model takes continuous actions (tokenizer.kind=continuous)")
         if self.state_normalization not in ("min_max", "mean_std"):
             raise ValueError(f"state_normalization must be min_max or mean_std, got {self.state_normalization!r}")
         if self.clip_state is not None and self.clip_state <= 0:

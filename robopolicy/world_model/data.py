@@ -5,23 +5,34 @@
 frame repeats before the episode start), the actions t-T+1..t+K-1 (padding flagged), the next
 states t+1..t+K (flagged past the episode end: the last frame has no recorded next state) and the
 frame's ``next.reward`` / ``next.success`` / ``next.done``.
+
+Camera frames (image world models): ``load_episodes(root, camera_keys=[...])`` also keeps those
+cameras' frames, uint8 (N, C, H, W) as decoded by ``LeRobotDataset`` (stored once, 1 byte per
+pixel); the windows then carry ``observation.images.<camera>`` (T, C, H, W) at the same history rows
+as the states and ``next.observation.images.<camera>`` (K, C, H, W) at the next-state rows (same
+``next.observation.state_is_pad`` flags), float32 in [0, 1] like ``LeRobotDataset`` items.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 import torch
 
-from robopolicy.types import ACTION_KEY, ACTION_PAD_KEY, STATE_KEY
+from robopolicy.types import ACTION_KEY, ACTION_PAD_KEY, IMAGE_PREFIX, STATE_KEY
 from robopolicy.world_model.play import DONE_KEY, REWARD_KEY, SUCCESS_KEY
 
 NEXT_STATE_KEY = "next." + STATE_KEY
 NEXT_STATE_PAD_KEY = NEXT_STATE_KEY + "_is_pad"
 REWARD_FIELDS = (REWARD_KEY, SUCCESS_KEY, DONE_KEY)
+
+
+def next_key(key: str) -> str:
+    """The batch key of a feature's next frames: ``next.<key>``."""
+    return "next." + key
 
 
 @dataclass
@@ -46,6 +57,8 @@ class Episodes:
     """The dataset's statistics (stats.json, exact action quantiles)."""
     fps: float = 10.0
     """Dataset frame rate."""
+    frames: dict[str, np.ndarray] = field(default_factory=dict)
+    """Camera key (``observation.images.<camera>``) -> (N, C, H, W) uint8 frames; empty for state models."""
 
     @property
     def num_episodes(self) -> int:
@@ -53,20 +66,28 @@ class Episodes:
 
     def episode(self, j: int) -> dict[str, np.ndarray]:
         a, b = self.bounds[j]
-        return {"states": self.states[a:b], "actions": self.actions[a:b], "rewards": self.rewards[a:b],
-                "success": self.success[a:b], "done": self.done[a:b]}
+        out = {"states": self.states[a:b], "actions": self.actions[a:b], "rewards": self.rewards[a:b],
+               "success": self.success[a:b], "done": self.done[a:b]}
+        out.update({k: v[a:b] for k, v in self.frames.items()})
+        return out
 
     def episode_success(self) -> np.ndarray:
         """(E,) whether each episode reported success at some step."""
         return np.array([bool(self.success[a:b].any()) for a, b in self.bounds])
 
 
-def load_episodes(root: str | Path, episodes: Sequence[int] | None = None) -> Episodes:
-    """Read a play dataset's episodes; a dataset without reward fields (plain demonstrations) is
-    refused with the command that records play data."""
+def load_episodes(root: str | Path, episodes: Sequence[int] | None = None,
+                  camera_keys: Sequence[str] = ()) -> Episodes:
+    """Read a play dataset's episodes (with the frames of ``camera_keys``, full keys such as
+    ``observation.images.top``); a dataset without reward fields (plain demonstrations) is refused
+    with the command that records play data."""
     from robopolicy.data import LeRobotDataset
 
-    ds = LeRobotDataset(root, episodes=episodes, camera_keys=[])
+    camera_keys = list(camera_keys)
+    bad = [k for k in camera_keys if not k.startswith(IMAGE_PREFIX)]
+    if bad:
+        raise ValueError(f"load_episodes: camera keys must start with {IMAGE_PREFIX!r}, got {bad}")
+    ds = LeRobotDataset(root, episodes=episodes, camera_keys=camera_keys)
     missing = [k for k in (STATE_KEY, ACTION_KEY, *REWARD_FIELDS) if k not in ds.features]
     if missing:
         raise ValueError(
@@ -86,7 +107,22 @@ def load_episodes(root: str | Path, episodes: Sequence[int] | None = None) -> Ep
         episode_index=np.asarray(episode_col[bounds[:, 0]], dtype=np.int64),
         stats=ds.training_stats(),
         fps=float(ds.fps),
+        frames={k: _uint8_frames(ds, k) for k in camera_keys},
     )
+
+
+def _uint8_frames(ds, key: str) -> np.ndarray:
+    """Every loaded frame of camera ``key`` (N, C, H, W) uint8, through the dataset's items (float32
+    k/255, so rounding back is exact); the dataset decodes and caches a whole episode at a time."""
+    first = ds[0][key]
+    out = np.empty((len(ds), *first.shape), dtype=np.uint8)
+    for i in range(len(ds)):
+        out[i] = np.rint(ds[i][key].numpy() * 255.0)
+    return out
+
+
+def _float_frames(frames: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(np.true_divide(frames, np.float32(255), dtype=np.float32))
 
 
 class TransitionWindows(torch.utils.data.Dataset):
@@ -116,10 +152,18 @@ class TransitionWindows(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return len(self.ep.states)
 
+    def _frames(self, hist: np.ndarray, nxt: np.ndarray) -> dict[str, torch.Tensor]:
+        out = {}
+        for key, frames in self.ep.frames.items():
+            out[key] = _float_frames(frames[hist])
+            out[next_key(key)] = _float_frames(frames[nxt])
+        return out
+
     def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
         i = int(i)
         ep, sc = self.ep, self._scalars[i]
         return {
+            **self._frames(self._hist[i], self._next[i]),
             STATE_KEY: torch.from_numpy(ep.states[self._hist[i]]),
             ACTION_KEY: torch.from_numpy(ep.actions[self._acts[i]]),
             ACTION_PAD_KEY: torch.from_numpy(self._act_pad[i]),
@@ -135,6 +179,7 @@ class TransitionWindows(torch.utils.data.Dataset):
         idx = np.asarray(indices, dtype=np.int64)
         ep, sc = self.ep, self._scalars[idx]
         return {
+            **self._frames(self._hist[idx], self._next[idx]),
             STATE_KEY: torch.from_numpy(ep.states[self._hist[idx]]),
             ACTION_KEY: torch.from_numpy(ep.actions[self._acts[idx]]),
             ACTION_PAD_KEY: torch.from_numpy(self._act_pad[idx]),

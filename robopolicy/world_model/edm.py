@@ -16,6 +16,9 @@ from robopolicy.world_model.config import EDMConfig
 
 Denoiser = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 """(c_in * x, c_noise) -> F, both with x's leading batch axis."""
+NOISE_FEATURE_SCALE = 100.0
+"""c_noise = log(sigma)/4 spans about [-1.6, 0.4]; denoisers multiply it by this before their
+sinusoidal noise-level features (periods 1 to 1e4), so those features resolve it."""
 
 
 def karras_sigmas(cfg: EDMConfig) -> list[float]:

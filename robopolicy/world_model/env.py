@@ -13,6 +13,10 @@ limit; ``terminated`` stays False (the real suites never terminate either) unles
 and reporting its end until the next ``reset`` (no autoreset; the evaluator ignores later steps).
 Sampling noise comes from one generator seeded by the reset seeds, so a batch of trials is
 reproducible; it depends on which trials share the batch.
+
+An image world model's observations include its camera (``observation.images.<camera>``,
+(H, W, C) uint8 like the real env's); ``render`` then returns the latest imagined frame of that
+camera, so the evaluator can write videos of imagined episodes for state policies too.
 """
 
 from __future__ import annotations
@@ -26,6 +30,11 @@ from gymnasium.vector import AutoresetMode, VectorEnv
 
 from robopolicy.types import IMAGE_PREFIX, STATE_KEY
 from robopolicy.world_model.base import WorldModel
+
+
+def _obs_array(key: str, value) -> np.ndarray:
+    """Raw observation dtype: uint8 pixels for cameras, float32 otherwise."""
+    return np.asarray(value, dtype=np.uint8 if key.startswith(IMAGE_PREFIX) else np.float32)
 
 
 class WorldModelSuite:
@@ -104,11 +113,19 @@ class WorldModelVectorEnv(VectorEnv):
         self.max_episode_steps = suite.max_episode_steps(task)
         model = suite.model
         S, A = model.features.state_dim, model.features.action_dim
-        self.single_observation_space = spaces.Dict(
-            {STATE_KEY: spaces.Box(-np.inf, np.inf, shape=(S,), dtype=np.float32)})
+        single = {STATE_KEY: spaces.Box(-np.inf, np.inf, shape=(S,), dtype=np.float32)}
+        for key in model.observation_keys:
+            if key.startswith(IMAGE_PREFIX):
+                c, h, w = model.features.cameras[key[len(IMAGE_PREFIX):]]
+                single[key] = spaces.Box(0, 255, shape=(h, w, c), dtype=np.uint8)
+        self.single_observation_space = spaces.Dict(single)
         self.single_action_space = spaces.Box(-np.inf, np.inf, shape=(A,), dtype=np.float32)
         self.observation_space = spaces.Dict(
-            {STATE_KEY: spaces.Box(-np.inf, np.inf, shape=(self.num_envs, S), dtype=np.float32)})
+            {k: spaces.Box(b.low.min(), b.high.max(), shape=(self.num_envs, *b.shape), dtype=b.dtype)
+             for k, b in single.items()})
+        cams = [k for k in model.observation_keys if k.startswith(IMAGE_PREFIX)]
+        self._render_key = cams[0] if cams else None
+        self._last_obs: dict[str, np.ndarray] = {}
         self.action_space = spaces.Box(-np.inf, np.inf, shape=(self.num_envs, A), dtype=np.float32)
         self.metadata = {"autoreset_mode": AutoresetMode.DISABLED}
         self.render_mode = None
@@ -126,8 +143,7 @@ class WorldModelVectorEnv(VectorEnv):
         if seeds is not None and len(seeds) != n:
             raise ValueError(f"WorldModelVectorEnv.reset: {len(seeds)} seeds for {n} envs")
         if initial is not None:
-            obs = {k: np.asarray(initial[k], dtype=np.float32) for k in self.suite.model.observation_keys
-                   if k in initial}
+            obs = {k: _obs_array(k, initial[k]) for k in self.suite.model.observation_keys if k in initial}
             missing = [k for k in self.suite.model.observation_keys if k not in obs]
             if missing:
                 raise ValueError(f"WorldModelVectorEnv.reset: initial_obs lacks {missing}")
@@ -147,7 +163,8 @@ class WorldModelVectorEnv(VectorEnv):
         self._elapsed[:] = 0
         self._terminated[:] = False
         info = {"success": solved, "_success": np.ones(n, dtype=bool), "task": [self.suite.instruction(self.task)] * n}
-        return {k: np.asarray(v, dtype=np.float32) for k, v in obs.items()}, info
+        self._last_obs = {k: _obs_array(k, v) for k, v in obs.items()}
+        return dict(self._last_obs), info
 
     def step(self, actions):
         if self._rollout is None:
@@ -166,14 +183,17 @@ class WorldModelVectorEnv(VectorEnv):
             self._terminated |= done_p > 0.5
         terminated = self._terminated.copy()
         truncated = (self._elapsed >= self.max_episode_steps) & ~terminated
-        obs = {k: v.detach().cpu().numpy().astype(np.float32) for k, v in out.obs.items()}
+        obs = {k: _obs_array(k, v.detach().cpu().numpy()) for k, v in out.obs.items()}
+        self._last_obs = obs
         info = {"success": success, "_success": np.ones(self.num_envs, dtype=bool), "success_prob": success_p,
                 "done_prob": done_p, "task": [self.suite.instruction(self.task)] * self.num_envs}
         return obs, out.reward.detach().cpu().numpy().astype(np.float32), terminated, truncated, info
 
     def call(self, name: str, *args, **kwargs):
-        if name == "render":  # no frames to show for a state model: the evaluator then skips videos
-            return (None,) * self.num_envs
+        if name == "render":  # an image model's latest frames; none for a state model (no videos then)
+            if self._render_key is None or self._render_key not in self._last_obs:
+                return (None,) * self.num_envs
+            return tuple(self._last_obs[self._render_key])
         raise NotImplementedError(f"WorldModelVectorEnv: {name!r} is not available in imagination "
                                   f"(e.g. perturb needs the real simulator)")
 
@@ -195,13 +215,30 @@ def world_model_suite(path: str, env: str, policy: Any = None, device: str | tor
     if trained_on is not None and trained_on != env:
         raise ValueError(f"world model {step_dir} was trained on {trained_on!r}, the evaluation asks for {env!r}")
     if policy is not None:
-        cams = getattr(policy.features, "cameras", {})
-        have = set(model.observation_keys)
-        need = {IMAGE_PREFIX + c for c in cams} | ({STATE_KEY} if policy.features.state_dim is not None else set())
-        if need - have:
-            raise ValueError(f"the policy needs {sorted(need - have)}, which world model {step_dir} does not "
-                             f"predict (it predicts {sorted(have)})")
-        if policy.features.state_dim is not None and policy.features.state_dim != model.features.state_dim:
-            raise ValueError(f"the policy's observation.state has {policy.features.state_dim} dims, the world "
-                             f"model's {model.features.state_dim}")
-    return WorldModelSuite(model, make_suite(env, obs="state"), device=device, **kwargs)
+        check_policy_fits(model, policy.features, str(step_dir))
+    cams = [k[len(IMAGE_PREFIX):] for k in model.observation_keys if k.startswith(IMAGE_PREFIX)]
+    if cams:  # the real first frames come from the real suite's camera at the model's frame size
+        _, h, _ = model.features.cameras[cams[0]]
+        real = make_suite(env, obs="image", image_size=int(h), cameras=cams)
+    else:
+        real = make_suite(env, obs="state")
+    return WorldModelSuite(model, real, device=device, **kwargs)
+
+
+def check_policy_fits(model: WorldModel, features: Any, where: str = "the world model") -> None:
+    """A clear error when a policy reads observations the world model does not predict (a camera it
+    lacks, a camera at another size, another state width)."""
+    cams = getattr(features, "cameras", {})
+    have = set(model.observation_keys)
+    need = {IMAGE_PREFIX + c for c in cams} | ({STATE_KEY} if features.state_dim is not None else set())
+    if need - have:
+        raise ValueError(f"the policy needs {sorted(need - have)}, which world model {where} does not "
+                         f"predict (it predicts {sorted(have)})")
+    for cam, shape in cams.items():
+        theirs = tuple(model.features.cameras.get(cam, ()))
+        if tuple(shape) != theirs:
+            raise ValueError(f"the policy reads camera {cam!r} at (C, H, W) {tuple(shape)}, world model {where} "
+                             f"predicts it at {theirs}: train the policy at the model's image size")
+    if features.state_dim is not None and features.state_dim != model.features.state_dim:
+        raise ValueError(f"the policy's observation.state has {features.state_dim} dims, the world "
+                         f"model's {model.features.state_dim}")

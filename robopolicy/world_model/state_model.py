@@ -10,9 +10,9 @@ per dimension (``observation.state.delta`` statistics, fitted from the training 
 network predicts a delta to the last state. The denoiser is a residual MLP whose blocks are
 modulated by the noise level (FiLM); sampling takes ``edm.num_steps`` Euler/Heun steps.
 
-Heads (a separate residual MLP on the same history + the action taken): success logit (BCE on
-``next.success``), dense reward (MSE on ``next.reward``, mean/std normalized) and termination logit
-(BCE on ``next.done``). ``objective="regression"`` swaps the diffusion for a deterministic MSE
+Heads (``heads.OutcomeHeads``, shared with the image model: a separate residual MLP on the same
+history + the action taken): success logit (BCE on ``next.success``), dense reward (MSE on
+``next.reward``, mean/std normalized) and termination logit (BCE on ``next.done``). ``objective="regression"`` swaps the diffusion for a deterministic MSE
 regression of the same delta by the same network (the fidelity baseline).
 """
 
@@ -22,7 +22,6 @@ from typing import Any, Mapping
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from robopolicy import registry
 from robopolicy.nn.embeddings import TimestepEmbedding
@@ -34,12 +33,11 @@ from robopolicy.world_model.base import RolloutState, StepOutput, WorldModel
 from robopolicy.world_model.config import StateWorldModelConfig
 from robopolicy.world_model.data import NEXT_STATE_KEY, NEXT_STATE_PAD_KEY, Episodes
 from robopolicy.world_model.denoiser import ResidualMLP
+from robopolicy.world_model.heads import OutcomeHeads, outcome_loss, outcome_predictions
 from robopolicy.world_model.play import DONE_KEY, REWARD_KEY, SUCCESS_KEY
 
 DELTA_KEY = "observation.state.delta"
-# c_noise = log(sigma)/4 spans about [-1.6, 0.4]; scaled so the sinusoidal features (periods 1 to
-# 1e4) resolve it.
-_NOISE_FEATURE_SCALE = 100.0
+_NOISE_FEATURE_SCALE = edm.NOISE_FEATURE_SCALE
 
 
 @registry.register("world_model", "state")
@@ -72,7 +70,7 @@ class StateWorldModel(WorldModel):
         else:
             self.noise_embed = None
             self.net = ResidualMLP(cond_dim, K * S, c.hidden_dim, c.depth, None, c.dropout)
-        self.heads = ResidualMLP(head_dim, 3, c.head_hidden_dim, c.head_depth)
+        self.heads = OutcomeHeads(head_dim, c.head_hidden_dim, c.head_depth)
 
     @property
     def observation_keys(self) -> list[str]:
@@ -120,10 +118,6 @@ class StateWorldModel(WorldModel):
         return edm.sample(self._denoiser(cond), (cond.shape[0], self.K * self.S), self.sigmas, e.sigma_data,
                           e.sampler, generator=generator, device=cond.device, dtype=cond.dtype)
 
-    def _heads(self, head_in: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        out = self.heads(head_in)
-        return out[:, 0], out[:, 1], out[:, 2]  # success logit, normalized reward, done logit
-
     def _encode_actions(self, actions: torch.Tensor, pad: torch.Tensor | None) -> torch.Tensor:
         a = self.tokenizer.encode(actions)
         return a if pad is None else a.masked_fill(pad.unsqueeze(-1), 0.0)
@@ -158,14 +152,9 @@ class StateWorldModel(WorldModel):
         dyn = err.sum() / (valid.sum() * self.S).clamp_min(1.0)
 
         head_in = torch.cat([s_n.flatten(1), a_n[:, : self.T].flatten(1)], dim=1)
-        succ_logit, reward_n, done_logit = self._heads(head_in)
-        reward_target = self.normalizer.normalize(REWARD_KEY, batch[REWARD_KEY].float().view(-1, 1)).view(-1)
-        succ = F.binary_cross_entropy_with_logits(succ_logit.float(), batch[SUCCESS_KEY].float().view(-1))
-        rew = F.mse_loss(reward_n.float(), reward_target)
-        done = F.binary_cross_entropy_with_logits(done_logit.float(), batch[DONE_KEY].float().view(-1))
-        total = dyn + c.success_weight * succ + c.reward_weight * rew + c.done_weight * done
-        return total, {"dynamics": float(dyn.detach()), "success_bce": float(succ.detach()),
-                       "reward_mse": float(rew.detach()), "done_bce": float(done.detach())}
+        heads, info = outcome_loss(self.heads.outcomes(head_in), batch, self.normalizer, c.success_weight,
+                                   c.reward_weight, c.done_weight)
+        return dyn + heads, {"dynamics": float(dyn.detach()), **info}
 
     def _check_batch(self, batch: dict[str, Any]) -> int:
         need = (STATE_KEY, ACTION_KEY, NEXT_STATE_KEY, NEXT_STATE_PAD_KEY, REWARD_KEY, SUCCESS_KEY, DONE_KEY)
@@ -213,9 +202,8 @@ class StateWorldModel(WorldModel):
         batch's frames (``TransitionWindows.batch``): the heads on the true history and action."""
         s_n = self.normalizer.normalize(STATE_KEY, batch[STATE_KEY].float())
         a_n = self._encode_actions(batch[ACTION_KEY].float(), batch.get(ACTION_PAD_KEY))
-        succ, reward_n, done = self._heads(torch.cat([s_n.flatten(1), a_n[:, : self.T].flatten(1)], dim=1))
-        return {SUCCESS_KEY: torch.sigmoid(succ), DONE_KEY: torch.sigmoid(done),
-                REWARD_KEY: self.normalizer.unnormalize(REWARD_KEY, reward_n.view(-1, 1)).view(-1)}
+        head_in = torch.cat([s_n.flatten(1), a_n[:, : self.T].flatten(1)], dim=1)
+        return outcome_predictions(self.heads.outcomes(head_in), self.normalizer)
 
     @torch.no_grad()
     def step(self, rollout: RolloutState, action: torch.Tensor,
@@ -237,13 +225,10 @@ class StateWorldModel(WorldModel):
         nxt = states[:, -1] + self.normalizer.unnormalize(DELTA_KEY, delta_n)
         if self.config.clip_state is not None:
             nxt = nxt.clamp(-self.config.clip_state, self.config.clip_state)
-        succ_logit, reward_n, done_logit = self._heads(torch.cat([states.flatten(1), acts.flatten(1)], dim=1))
-        out = StepOutput(
-            obs={STATE_KEY: self.normalizer.unnormalize(STATE_KEY, nxt)},
-            reward=self.normalizer.unnormalize(REWARD_KEY, reward_n.view(-1, 1)).view(-1),
-            success=torch.sigmoid(succ_logit),
-            done=torch.sigmoid(done_logit),
-        )
+        pred = outcome_predictions(self.heads.outcomes(torch.cat([states.flatten(1), acts.flatten(1)], dim=1)),
+                                   self.normalizer)
+        out = StepOutput(obs={STATE_KEY: self.normalizer.unnormalize(STATE_KEY, nxt)}, reward=pred[REWARD_KEY],
+                         success=pred[SUCCESS_KEY], done=pred[DONE_KEY])
         new = RolloutState({"states": torch.cat([states[:, 1:], nxt.unsqueeze(1)], dim=1),
                             "actions": acts[:, 1:]}, rollout.step + 1)
         return out, new

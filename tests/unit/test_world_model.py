@@ -340,8 +340,8 @@ def test_config_rejects_bad_values():
 
     with pytest.raises(ValueError, match="steps=0"):
         WorldModelTrainConfig(steps=0)
-    with pytest.raises(ValueError, match="obs='image'"):
-        WorldModelTrainConfig(obs="image")
+    with pytest.raises(ValueError, match="obs='pixels'"):
+        WorldModelTrainConfig(obs="pixels")
 
 
 # --- play data ----------------------------------------------------------------------------------
