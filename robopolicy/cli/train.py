@@ -21,7 +21,8 @@ def _main(cfg: DictConfig) -> float:
         train_cfg = to_object(cfg)
         run_dir = choose_run_dir(train_cfg, policy_name)
     result = run_training(train_cfg, policy_name, run_dir=run_dir)
-    print("\n" + summary_line(result))
+    if result.get("main_process", True):  # under accelerate launch: one summary, from the main process
+        print("\n" + summary_line(result))
     return float("nan") if result["success_rate"] is None else result["success_rate"]
 
 

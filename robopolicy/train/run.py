@@ -77,6 +77,12 @@ def choose_run_dir(cfg: TrainConfig, policy_name: str) -> Path:
     return new
 
 
+def _cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
 def _has_checkpoints(run_dir: Path) -> bool:
     return run_dir.is_dir() and any(run_dir.glob("step_*"))
 
@@ -92,14 +98,26 @@ def run_training(cfg: TrainConfig, policy_name: str, progress: bool = True, run_
     from robopolicy.data import LeRobotDataset
     from robopolicy.eval import evaluate
 
-    run_dir = Path(run_dir) if run_dir is not None else choose_run_dir(cfg, policy_name)
+    from accelerate import PartialState
+
+    # Under `accelerate launch` several processes run this: the main one records the dataset and
+    # picks the run folder (the others wait, then use the same), and it alone evaluates.
+    dist = PartialState(cpu=cfg.device == "cpu" or (cfg.device == "auto" and not _cuda()))
+    if run_dir is None:
+        run_dir = choose_run_dir(cfg, policy_name) if dist.is_main_process else None
+    if dist.num_processes > 1:  # the main process's choice, whatever the others found
+        from accelerate.utils import broadcast_object_list
+
+        run_dir = broadcast_object_list([None if run_dir is None else str(run_dir)])[0]
+    run_dir = Path(run_dir)
     if cfg.num_threads:
         import torch
 
         torch.set_num_threads(cfg.num_threads)
     seed_everything(cfg.seed)
     suite = make_suite(cfg.env, obs=cfg.obs, image_size=cfg.image_size)
-    ds_path = ensure_dataset(cfg, suite)
+    with dist.main_process_first():
+        ds_path = ensure_dataset(cfg, suite)
     use_language = cfg.use_language if cfg.use_language is not None else len(suite.tasks) > 1
     meta_ds = LeRobotDataset(ds_path, camera_keys=[])
     features = meta_ds.feature_spec(use_language=use_language)
@@ -124,8 +142,8 @@ def run_training(cfg: TrainConfig, policy_name: str, progress: bool = True, run_
     train_dict = to_dict(cfg)
     train_dict["policy_name"] = policy_name
     n_params = sum(p.numel() for p in policy.parameters())
-    print(f"policy {policy_name}: {n_params / 1e6:.2f} M parameters; dataset {ds_path}: "
-          f"{meta_ds.num_episodes} episodes, {len(dataset)} frames; run folder {run_dir}")
+    dist.print(f"policy {policy_name}: {n_params / 1e6:.2f} M parameters; dataset {ds_path}: "
+               f"{meta_ds.num_episodes} episodes, {len(dataset)} frames; run folder {run_dir}")
 
     def periodic_eval(p, episodes):
         return evaluate(p, cfg.env, episodes=episodes, obs=cfg.obs, image_size=cfg.image_size,
@@ -137,8 +155,8 @@ def run_training(cfg: TrainConfig, policy_name: str, progress: bool = True, run_
     counts = {"train_steps": trainer.step, "train_minutes": trainer.train_seconds() / 60,
               "steps_this_process": trainer.step - trainer.start_step,
               "minutes_this_process": trainer.fit_seconds() / 60, "resumed_from_step": trainer.start_step,
-              "run_dir": str(run_dir)}
-    if cfg.eval.episodes == 0:
+              "run_dir": str(run_dir), "main_process": dist.is_main_process}
+    if cfg.eval.episodes == 0 or not dist.is_main_process:
         return {"success_rate": None, "episodes": 0, **counts}
     from robopolicy.eval.job import default_eval_dir
     from robopolicy.train.checkpoint import resolve_checkpoint

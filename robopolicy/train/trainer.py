@@ -68,7 +68,10 @@ class Trainer:
         self.evaluate_fn = evaluate_fn
         self.progress = progress
         cpu = cfg.device == "cpu" or (cfg.device == "auto" and not torch.cuda.is_available())
-        self.accelerator = Accelerator(cpu=cpu, mixed_precision="bf16" if cfg.precision == "bf16" else "no")
+        # step_scheduler_with_optimizer=False: `steps` counts optimizer steps of each process, so the
+        # schedule advances once per step (accelerate's default advances it num_processes times).
+        self.accelerator = Accelerator(cpu=cpu, mixed_precision="bf16" if cfg.precision == "bf16" else "no",
+                                       step_scheduler_with_optimizer=False)
         self.policy = policy
         self.optimizer = torch.optim.AdamW(
             [p for p in policy.parameters() if p.requires_grad],
@@ -96,6 +99,11 @@ class Trainer:
             _LossModule(policy), self.optimizer, loader, self.lr_scheduler
         )
         self.ema.to(self.accelerator.device)
+        acc = self.accelerator
+        if acc.num_processes > 1:
+            acc.print(f"{acc.num_processes} processes ({acc.distributed_type.value}): each draws its own batches of "
+                      f"{cfg.batch_size} (effective batch {cfg.batch_size * acc.num_processes}), gradients are "
+                      f"averaged, lr {cfg.lr:g} is not scaled, steps={cfg.steps} counts each process's steps")
         self.dataset, self._calibration = dataset, None  # fixed batches for Policy.calibrate, drawn once
         self.step = 0
         self.start_step = 0  # the step this process began at (> 0 after a resume)
@@ -253,6 +261,11 @@ class Trainer:
             now = time.monotonic()
             out_of_time = cfg.max_minutes is not None and (now - t_start) > 60 * cfg.max_minutes
             save_due = bool(cfg.save_every_minutes) and now - last_save >= 60 * cfg.save_every_minutes
+            if acc.num_processes > 1:  # clock-based decisions come from the main process: all stop together
+                from accelerate.utils import broadcast
+
+                flags = broadcast(torch.tensor([out_of_time, save_due], dtype=torch.int32, device=acc.device))
+                out_of_time, save_due = bool(flags[0]), bool(flags[1])
             if self.step % cfg.save_every == 0 or self.step == cfg.steps or out_of_time or save_due:
                 self.save()
                 last_save = time.monotonic()
