@@ -118,6 +118,9 @@ class ImageWorldModelConfig:
     """MLP width of each block / dim."""
     dropout: float = 0.0
     """Dropout inside the DiT blocks."""
+    frame_target: str = "residual"
+    """What is denoised for the frame: residual (next frame minus the last one, [-1, 1] pixels: most of
+    it is 0, so an untrained model already copies the last frame) | frame (the next frame itself, as DIAMOND)."""
     state_loss_weight: float = 1.0
     """Weight of the next-state part of the diffusion loss (the frame part has weight 1)."""
     head_hidden_dim: int = 256
@@ -150,6 +153,8 @@ class ImageWorldModelConfig:
             raise ValueError(f"image_model: dim must be divisible by 4 (2-D sin/cos positions), got {self.dim}")
         if self.mlp_ratio <= 0 or not 0 <= self.dropout < 1 or self.state_loss_weight < 0:
             raise ValueError("image_model: need mlp_ratio > 0, 0 <= dropout < 1, state_loss_weight >= 0")
+        if self.frame_target not in ("residual", "frame"):
+            raise ValueError(f"image_model.frame_target must be residual or frame, got {self.frame_target!r}")
         if self.tokenizer.kind != "continuous":
             raise ValueError("the image world model takes continuous actions (tokenizer.kind=continuous)")
         if self.state_normalization not in ("min_max", "mean_std"):

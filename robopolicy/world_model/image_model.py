@@ -1,7 +1,8 @@
 """The image world model: p(o_{t+1}, s_{t+1} | o_{t-T+1..t}, s_{t-T+1..t}, a_{t-T+1..t}) by EDM diffusion.
 
 What is denoised: one vector per sample packing the next camera frame (pixels scaled to [-1, 1],
-C*H*W values) and the next state's change (the normalized state's per-step delta, scaled to unit
+C*H*W values; with ``frame_target=residual``, the default, its difference from the last frame, so
+that an untrained model copies the last frame and training learns only what changes) and the next state's change (the normalized state's per-step delta, scaled to unit
 std per dimension by the ``observation.state.delta`` statistics as in the state model, then by
 ``edm.sigma_data``, so both parts have about the data std EDM assumes; 0.5 as DIAMOND). One noise
 level per sample for both parts; the few-step Euler (or Heun) sampler of ``edm.py`` draws both
@@ -176,6 +177,8 @@ class ImageWorldModel(WorldModel):
         a_n = self._encode_actions(batch[ACTION_KEY].float(), batch.get(ACTION_PAD_KEY))
         frames = self._pixels(batch[self.camera_key])
         next_frame = self._pixels(batch[next_key(self.camera_key)][:, 0])
+        if c.frame_target == "residual":
+            next_frame = next_frame - frames[:, -1]
         next_s = self.normalizer.normalize(STATE_KEY, batch[NEXT_STATE_KEY][:, 0].float())
         delta = self.normalizer.normalize(DELTA_KEY, next_s - s_n[:, -1]) * sd
         x0 = torch.cat([next_frame.flatten(1), delta], dim=1)
@@ -275,7 +278,10 @@ class ImageWorldModel(WorldModel):
         x = edm.sample(self._denoiser(frames, states, self._cond(states, acts)), (B, self.n_pixels + self.S),
                        self.sigmas, e.sigma_data, e.sampler, generator=generator, device=states.device,
                        dtype=states.dtype)
-        pixels = ((x[:, : self.n_pixels].view(B, self.C, self.H, self.W) + 1) * 127.5).round().clamp(0, 255)
+        frame = x[:, : self.n_pixels].view(B, self.C, self.H, self.W)
+        if self.config.frame_target == "residual":
+            frame = frame + frames[:, -1]
+        pixels = ((frame + 1) * 127.5).round().clamp(0, 255)
         nxt = states[:, -1] + self.normalizer.unnormalize(DELTA_KEY, x[:, self.n_pixels:] / e.sigma_data)
         if self.config.clip_state is not None:
             nxt = nxt.clamp(-self.config.clip_state, self.config.clip_state)

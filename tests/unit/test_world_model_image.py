@@ -147,9 +147,10 @@ def test_gradients_reach_every_parameter():
     assert without == []
 
 
-def test_loss_decreases_on_a_fixed_batch():
+@pytest.mark.parametrize("target", ["residual", "frame"])
+def test_loss_decreases_on_a_fixed_batch(target):
     eps = square_episodes()
-    model = tiny_model(eps)
+    model = tiny_model(eps, frame_target=target)
     batch = TransitionWindows(eps, 2).batch(range(0, 48, 2))
     opt = torch.optim.Adam(model.parameters(), lr=3e-3)
     losses = []
@@ -170,6 +171,8 @@ def test_frames_not_divisible_by_patch_are_refused_clearly():
         ImageWorldModel.from_episodes(tiny_config(patch_size=6), eps)
     with pytest.raises(ValueError, match="divisible by n_heads"):
         ImageWorldModelConfig(dim=30, n_heads=4)
+    with pytest.raises(ValueError, match="frame_target must be residual or frame"):
+        ImageWorldModelConfig(frame_target="delta")
     with pytest.raises(ValueError, match="continuous"):
         from robopolicy.tokenizers.action import TokenizerConfig
         ImageWorldModelConfig(tokenizer=TokenizerConfig(kind="discrete"))
