@@ -9,7 +9,7 @@ from omegaconf import MISSING
 
 from robopolicy.config_utils import check_device
 
-METHODS = ("awr", "filtered")
+METHODS = ("awr", "filtered", "dppo")
 
 
 @dataclass
@@ -47,7 +47,7 @@ class RefineConfig:
     world_model: str = MISSING
     """A world-model checkpoint (robopolicy-train-wm) of the same suite: where the episodes are imagined."""
     method: str = "awr"
-    """awr (advantage-weighted behaviour cloning, any family) | filtered (behaviour cloning on the imagined successes, any family)."""
+    """awr (advantage-weighted behaviour cloning, any family) | filtered (behaviour cloning on the imagined successes, any family) | dppo (PPO over the last denoising steps, Diffusion Policy)."""
     env: Optional[str] = None
     """Suite (default: the one the checkpoint was trained on; the world model must have been trained on it)."""
     iterations: int = 10
