@@ -100,6 +100,33 @@ def stage_policy(a) -> list[str]:
     return done
 
 
+def stage_policy_play(a, checkpoints: list[str]) -> dict:
+    """Rollouts of the ``--policy-play`` checkpoints (train trials, noise 0 / 0.1) as more play
+    data, and a diffusion world model trained on the noisy-expert data plus them."""
+    from robopolicy.world_model.config import StateWorldModelConfig
+    from robopolicy.world_model.play import record_play_dataset
+    from robopolicy.world_model.train import WorldModelTrainConfig, run_wm_training
+
+    chosen = [c for c in checkpoints if int(Path(c).name.split("step")[-1]) in a.policy_play]
+    datasets = []
+    for ckpt in chosen:
+        out = a.work / f"play_policy_{Path(ckpt).name}"
+        record_play_dataset(a.env, out, a.policy_play_episodes, seed_split="train", noise_levels=(0.0, 0.1),
+                            num_workers=0, progress=False, policy=ckpt)
+        datasets.append(str(out))
+    run = a.work / "wm" / "diffusion_pp"
+    res = _load_json(run / "bench_train.json")
+    if res is None:
+        cfg = WorldModelTrainConfig(env=a.env, dataset=str(a.work / "play_train"), extra_datasets=datasets,
+                                    output_dir=str(a.work / "wm"), run_name="diffusion_pp", steps=a.wm_steps,
+                                    max_minutes=a.wm_minutes, num_threads=1, device="cpu", seed=0,
+                                    resume=(run / "last").exists(), model=StateWorldModelConfig())
+        res = run_wm_training(cfg, progress=False)
+        _save_json(res, run / "bench_train.json")
+    return {"checkpoints": chosen, "datasets": datasets, "episodes_per_checkpoint": a.policy_play_episodes,
+            "wm": res}
+
+
 def stage_eval(a, checkpoints: list[str]) -> list[dict]:
     from envs import make_suite
     from robopolicy.eval import evaluate
@@ -124,10 +151,29 @@ def stage_eval(a, checkpoints: list[str]) -> list[dict]:
             row = {"checkpoint": ckpt, "episodes": a.eval_episodes, "real": real["success_rate"],
                    "imagined": imag["success_rate"], "per_episode_agreement": agree,
                    "real_s": t1 - t0, "imagined_s": t2 - t1,
-                   "real_mean_length": real["mean_length"], "imagined_mean_length": imag["mean_length"]}
+                   "real_mean_length": real["mean_length"], "imagined_mean_length": imag["mean_length"],
+                   "real_per_episode": real_s_list(real)}
+            _save_json(row, cache)
+        pp = a.work / "wm" / "diffusion_pp"
+        if (pp / "last").exists() and "imagined_pp" not in row:
+            policy = load_policy(ckpt)
+            imag = evaluate(policy, world_model_suite(str(pp), a.env, policy), episodes=a.eval_episodes,
+                            n_envs=a.eval_episodes, progress=False, seed=0)
+            if "real_per_episode" not in row:  # a row cached before per-episode outcomes were kept
+                real = evaluate(policy, make_suite(a.env, obs="state"), episodes=a.eval_episodes, n_envs=4,
+                                vector="sync", progress=False, seed=0)
+                row["real_per_episode"] = real_s_list(real)
+            real_s = dict((t, s_) for t, s_ in row["real_per_episode"])
+            row["imagined_pp"] = imag["success_rate"]
+            row["per_episode_agreement_pp"] = float(np.mean([real_s[e["trial"]] == e["success"]
+                                                             for e in imag["per_episode"]]))
             _save_json(row, cache)
         rows.append(row)
     return rows
+
+
+def real_s_list(res: dict) -> list:
+    return [[e["trial"], bool(e["success"])] for e in res["per_episode"]]
 
 
 # --- measurements for the report ------------------------------------------------------------------
@@ -310,14 +356,35 @@ def report(a, data, wm, fid, hd, spd, evals) -> str:
                   "true simulator and in the diffusion world model (`robopolicy-eval ... world_model=`; reset from the "
                   "real initial observation of each trial, success from the success head):", "",
                   "| checkpoint | true success | imagined success | same outcome per episode |", "|---|---|---|---|"]
+        pp = a.policy_play_info
+        has_pp = all("imagined_pp" in r for r in evals)
+        if has_pp:
+            lines[-2] = lines[-2][:-1] + " imagined success, + policy play data | same outcome (+ policy play) |"
+            lines[-1] = "|---|---|---|---|---|---|"
         for r in evals:
-            lines.append(f"| {Path(r['checkpoint']).name} | {r['real']:.0%} | {r['imagined']:.0%} | "
-                         f"{r['per_episode_agreement']:.0%} |")
-        real, imag = [r["real"] for r in evals], [r["imagined"] for r in evals]
-        rho = spearman(real, imag)
-        lines += ["", f"Spearman rank correlation {'n/a (a constant column)' if rho is None else f'{rho:.2f}'}, mean "
-                  f"absolute gap {np.mean(np.abs(np.subtract(real, imag))):.0%} over {len(evals)} checkpoints "
-                  "(one family and one task only: the issue asks for several).", ""]
+            name = Path(r["checkpoint"]).name + (" (its rollouts in the play data)" if pp and r["checkpoint"]
+                                                 in pp["checkpoints"] else "")
+            line = f"| {name} | {r['real']:.0%} | {r['imagined']:.0%} | {r['per_episode_agreement']:.0%} |"
+            if has_pp:
+                agree = r.get("per_episode_agreement_pp")
+                line += f" {r['imagined_pp']:.0%} | {'' if agree is None else f'{agree:.0%}'} |"
+            lines.append(line)
+        real = [r["real"] for r in evals]
+        for col, label in (("imagined", "noisy-expert play data"), ("imagined_pp", "+ policy play data")):
+            if col == "imagined_pp" and not has_pp:
+                continue
+            imag = [r[col] for r in evals]
+            rho = spearman(real, imag)
+            lines += ["", f"{label}: Spearman rank correlation "
+                      f"{'n/a (a constant column)' if rho is None else f'{rho:.2f}'}, mean absolute gap "
+                      f"{np.mean(np.abs(np.subtract(real, imag))):.0%} over {len(evals)} checkpoints."]
+        if has_pp:
+            w = pp["wm"]
+            lines += ["", f"+ policy play data: {pp['episodes_per_checkpoint']} rollouts (train trials, action noise "
+                      f"0 / 0.1 alternating) of each checkpoint marked above added to the play data; a diffusion "
+                      f"world model of the same config trained on both ({w['train_steps']} steps in "
+                      f"{w['train_minutes']:.1f} min); the other rows are checkpoints it never saw."]
+        lines += ["", "One family and one task only: the issue asks for several.", ""]
     else:
         lines += ["**Policy evaluation inside the model**: not run in this invocation (no `--stage eval` results).", ""]
     return "\n".join(lines) + "\n" + provenance()
@@ -326,7 +393,7 @@ def report(a, data, wm, fid, hd, spd, evals) -> str:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--task", default="push-v3")
-    p.add_argument("--stage", default="all", choices=["all", "data", "wm", "policy", "eval", "report"])
+    p.add_argument("--stage", default="all", choices=["all", "data", "wm", "policy", "pp", "eval", "report"])
     p.add_argument("--work", type=Path, default=None, help="cache folder (default checkpoints/bench_world_model/<task>)")
     p.add_argument("--episodes", type=int, default=200)
     p.add_argument("--heldout", type=int, default=40)
@@ -336,6 +403,10 @@ def main() -> None:
     p.add_argument("--policy-steps", type=int, nargs="+", default=[200, 500, 1000, 1500, 2200, 3000])
     p.add_argument("--eval-episodes", type=int, default=20)
     p.add_argument("--fidelity-stride", type=int, default=10)
+    p.add_argument("--policy-play", type=int, nargs="*", default=[],
+                   help="policy checkpoints (by --policy-steps value) whose rollouts join the play data of a second "
+                        "world model (diffusion_pp), e.g. 200 1000 2200")
+    p.add_argument("--policy-play-episodes", type=int, default=30)
     p.add_argument("--no-write", action="store_true", help="print the section instead of writing docs/benchmarks.md")
     a = p.parse_args()
     torch.set_num_threads(1)
@@ -348,6 +419,10 @@ def main() -> None:
         _save_json(stage_wm(a), a.work / "wm.json")
     if a.stage in ("all", "policy"):
         _save_json(stage_policy(a), a.work / "policies.json")
+    a.policy_play_info = _load_json(a.work / "policy_play.json")
+    if a.policy_play and a.stage in ("all", "pp"):
+        a.policy_play_info = stage_policy_play(a, _load_json(a.work / "policies.json") or [])
+        _save_json(a.policy_play_info, a.work / "policy_play.json")
     if a.stage in ("all", "eval"):
         _save_json(stage_eval(a, _load_json(a.work / "policies.json") or []), a.work / "evals.json")
     if a.stage in ("all", "report"):

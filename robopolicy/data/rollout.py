@@ -82,23 +82,28 @@ ActionHook = Callable[[np.ndarray, Any, int], np.ndarray]
 
 
 def run_episode(spec: RolloutSpec, task: str, trial: int, *, perturb: Callable[[Any, int], ActionHook] | None = None,
-                rewards: bool = False) -> EpisodeResult:
+                rewards: bool = False, actor: Callable[[Any, str], Any] | None = None) -> EpisodeResult:
     """Roll out the suite's expert on ``task`` from trial ``trial``'s initial state.
 
     Frame t pairs the observation before step t with the action executed at it (lerobot's
     convention). ``perturb(env, seed)``, when given, returns a per-episode function mapping the
     expert's action to the executed one (the expert is still queried at every step). ``rewards``
     also stores lerobot's ``next.reward`` / ``next.success`` / ``next.done`` per frame.
+    ``actor(suite, task)``, when given, builds what acts instead of the suite's expert (once per
+    process; e.g. a ``PolicyExpert``); its ``reset(seed)`` gets the episode's seed (its noise stream).
     """
     suite = _suite(spec)
     key = ("env", spec, task)
     if key not in _CACHE:
-        _CACHE[key] = (suite.make_env(task), suite.make_expert(task))
+        _CACHE[key] = (suite.make_env(task), actor(suite, task) if actor is not None else suite.make_expert(task))
     env, expert = _CACHE[key]
     seed = int(suite.trial_seed(task, trial, spec.seed_split))
     act = perturb(env, seed) if perturb is not None else None
     obs, info = env.reset(seed=seed)
-    expert.reset()
+    if actor is not None:
+        expert.reset(seed)
+    else:
+        expert.reset()
     rec: dict[str, list] = {}
     success = bool(info.get("success", False))
     left = None  # frames still to record after the first success

@@ -26,7 +26,7 @@ from robopolicy.deploy.obs_spec import ObsSpec
 from robopolicy.history import ObsHistory
 from robopolicy.types import IMAGE_PREFIX, TASK_KEY, PolicyState
 
-__all__ = ["ActionSource", "Chunk", "PolicySource"]
+__all__ = ["ActionSource", "Chunk", "PolicyExpert", "PolicySource"]
 
 
 @runtime_checkable
@@ -188,6 +188,32 @@ class PolicySource:
         for b in policy.buffers():
             return b.device
         return torch.device("cpu")
+
+
+class PolicyExpert:
+    """A policy behind the scripted experts' interface (``reset`` / ``act`` on one unbatched
+    observation), so the recorder can roll it out like an expert (e.g. world-model play data from
+    trained policies). Chunks come from a one-env ``PolicySource``; the actions of a chunk are
+    executed in order and the history sees every step, as in the evaluator's sync schedule."""
+
+    def __init__(self, policy: torch.nn.Module, instruction: str | None = None):
+        self.source = PolicySource(policy, n_envs=1)
+        self.instruction = instruction if self.source.use_language else None
+        self.queue: list[np.ndarray] = []
+
+    def reset(self, noise_seed: int | None = None) -> None:
+        """A new episode; ``noise_seed`` gives its sampling noise its own stream (reproducible)."""
+        self.source.reset(None if noise_seed is None else [int(noise_seed)])
+        self.queue = []
+
+    def act(self, obs: dict[str, np.ndarray]) -> np.ndarray:
+        batched = {k: np.asarray(v)[None] for k, v in obs.items()}
+        if self.queue:
+            self.source.observe(batched)
+        else:
+            chunk = self.source.infer(batched, task=self.instruction, t_obs=0.0)
+            self.queue = list(chunk.actions[0])
+        return np.asarray(self.queue.pop(0), dtype=np.float32)
 
 
 def _merge_infos(infos: list[dict[str, Any]]) -> dict[str, Any]:

@@ -76,6 +76,27 @@ class Episodes:
         return np.array([bool(self.success[a:b].any()) for a, b in self.bounds])
 
 
+def concat_episodes(parts: Sequence[Episodes]) -> Episodes:
+    """Several datasets' episodes as one set (e.g. noisy-expert play data + policy rollouts); the
+    statistics and fps are the first part's (its normalization is the model's)."""
+    if not parts:
+        raise ValueError("concat_episodes: nothing to concatenate")
+    keys = set(parts[0].frames)
+    for e in parts[1:]:
+        if set(e.frames) != keys or e.states.shape[1:] != parts[0].states.shape[1:] \
+                or e.actions.shape[1:] != parts[0].actions.shape[1:]:
+            raise ValueError("concat_episodes: the datasets differ in their state, action or camera features")
+    offsets = np.cumsum([0] + [len(e.states) for e in parts[:-1]])
+    cat = np.concatenate
+    return Episodes(
+        states=cat([e.states for e in parts]), actions=cat([e.actions for e in parts]),
+        rewards=cat([e.rewards for e in parts]), success=cat([e.success for e in parts]),
+        done=cat([e.done for e in parts]), bounds=cat([e.bounds + o for e, o in zip(parts, offsets)]),
+        episode_index=cat([e.episode_index for e in parts]), stats=parts[0].stats, fps=parts[0].fps,
+        frames={k: cat([e.frames[k] for e in parts]) for k in keys},
+    )
+
+
 def load_episodes(root: str | Path, episodes: Sequence[int] | None = None,
                   camera_keys: Sequence[str] = ()) -> Episodes:
     """Read a play dataset's episodes (with the frames of ``camera_keys``, full keys such as

@@ -35,6 +35,9 @@ class PlaySpec(RolloutSpec):
     """Per-step chance (trials with noise > 0) that a segment of uniform random actions starts."""
     random_segment_steps: tuple[int, int] = (5, 30)
     """Shortest and longest random-action segment, in steps."""
+    policy: str | None = None
+    """A policy checkpoint (run or step folder) whose rollouts replace the expert's (the same noise
+    scheme on its actions): play data in the states a trained policy visits, failures included."""
 
     def __post_init__(self) -> None:
         if not self.noise_levels or any(not s >= 0 for s in self.noise_levels):
@@ -76,7 +79,20 @@ def run_play_episode(spec: PlaySpec, task: str, trial: int) -> EpisodeResult:
 
         return act
 
-    return run_episode(spec, task, trial, perturb=perturb, rewards=True)
+    return run_episode(spec, task, trial, perturb=perturb, rewards=True,
+                       actor=_policy_actor(spec.policy) if spec.policy else None)
+
+
+def _policy_actor(checkpoint: str):
+    """Builds the policy that acts instead of the expert (torch is imported only here)."""
+
+    def build(suite, task: str):
+        from robopolicy.deploy.action_source import PolicyExpert
+        from robopolicy.train.checkpoint import load_policy
+
+        return PolicyExpert(load_policy(checkpoint, device="cpu"), suite.instruction(task))
+
+    return build
 
 
 def record_play_dataset(
@@ -94,15 +110,17 @@ def record_play_dataset(
     num_workers: int = 2,
     progress: bool = True,
     suite_factory: str = "envs:make_suite",
+    policy: str | None = None,
 ):
     """Record ``episodes`` play episodes per task (trials 0..episodes-1 of ``seed_split``, every
-    one kept) into ``output``; re-running continues an interrupted recording. Returns the
-    recorder's ``RecordSummary``."""
+    one kept) into ``output``; re-running continues an interrupted recording. ``policy``: a policy
+    checkpoint that acts instead of the scripted expert. Returns the recorder's ``RecordSummary``."""
     from robopolicy.data.record import record_dataset
 
     spec = PlaySpec(suite_name, obs, int(image_size), seed_split, True, int(post_success_steps), suite_factory,
                     tuple(float(s) for s in noise_levels), float(random_segment_prob),
-                    (int(random_segment_steps[0]), int(random_segment_steps[1])))
+                    (int(random_segment_steps[0]), int(random_segment_steps[1])),
+                    None if policy is None else str(policy))
     return record_dataset(suite_name, output, episodes, obs=obs, image_size=image_size, keep_failed=True,
                           num_workers=num_workers, seed_split=seed_split, progress=progress,
                           stop_on_success=True, post_success_steps=int(post_success_steps),

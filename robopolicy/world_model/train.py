@@ -32,6 +32,9 @@ class WorldModelTrainConfig:
     """Play dataset folder (LeRobotDataset v3.0 with next.reward/next.success/next.done); default
     datasets/<env>_play (obs=image: datasets/<env>_play_image<image_size>). Recorded if missing; an
     existing named folder is used as it is."""
+    extra_datasets: list[str] = field(default_factory=list)
+    """More play datasets trained on together with ``dataset`` (e.g. rollouts of trained policies,
+    ``record_play_dataset(..., policy=<checkpoint>)``); normalization comes from ``dataset``."""
     episodes: int = 200
     """Play episodes per task to record into a missing dataset (train trials 0..episodes-1)."""
     noise_levels: list[float] = field(default_factory=lambda: [0.0, 0.1, 0.3, 0.6])
@@ -159,24 +162,31 @@ def run_wm_training(cfg: WorldModelTrainConfig, progress: bool = True) -> dict:
     from robopolicy.device import pick_device
     from robopolicy.config_utils import to_dict
     from robopolicy.train.trainer import Trainer, seed_everything
-    from robopolicy.world_model.data import TransitionWindows, load_episodes
+    from robopolicy.world_model.data import TransitionWindows, concat_episodes, load_episodes
 
     if cfg.num_threads:
         torch.set_num_threads(cfg.num_threads)
     seed_everything(cfg.seed)
     path = ensure_play_dataset(cfg, progress)
+    missing = [d for d in cfg.extra_datasets if not (Path(d) / "meta" / "info.json").is_file()]
+    if missing:
+        raise FileNotFoundError(f"extra_datasets {missing}: no LeRobot dataset there (meta/info.json)")
     mcfg = model_config(cfg)
+
+    def load(cameras=()):
+        return concat_episodes([load_episodes(d, camera_keys=cameras) for d in [path, *cfg.extra_datasets]])
+
     if cfg.obs == "image":
         from robopolicy.world_model.image_model import ImageWorldModel
 
-        episodes = load_episodes(path, camera_keys=[play_camera(path, cfg.image_model.camera)])
+        episodes = load([play_camera(path, cfg.image_model.camera)])
         model = ImageWorldModel.from_episodes(mcfg, episodes)
         windows = TransitionWindows(episodes, mcfg.n_history, 1)
         kind = "image"
     else:
         from robopolicy.world_model.state_model import StateWorldModel
 
-        episodes = load_episodes(path)
+        episodes = load()
         model = StateWorldModel.from_episodes(mcfg, episodes)
         windows = TransitionWindows(episodes, mcfg.n_history, mcfg.n_future)
         kind = mcfg.objective
@@ -185,7 +195,8 @@ def run_wm_training(cfg: WorldModelTrainConfig, progress: bool = True) -> dict:
         raise FileExistsError(f"{run_dir} already holds checkpoints: pass resume=true to continue it, "
                               f"or run_name=<new name> to start another run")
     n_params = sum(p.numel() for p in model.parameters())
-    print(f"world model ({kind}): {n_params / 1e6:.2f} M parameters; play data {path}: "
+    print(f"world model ({kind}): {n_params / 1e6:.2f} M parameters; play data {path}"
+          + "".join(f" + {d}" for d in cfg.extra_datasets) + ": "
           f"{episodes.num_episodes} episodes, {len(windows)} frames "
           f"({int(episodes.episode_success().sum())} successful episodes); run folder {run_dir}")
     train_dict = to_dict(cfg)
