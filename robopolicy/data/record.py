@@ -120,7 +120,7 @@ class _Progress:
             return
         d = self._read()
         for k, v in self.config.items():
-            if k in d.get("config", {}) and d["config"][k] != v:
+            if k in d.get("config", {}) and not _same_setting(d["config"][k], v):
                 raise ValueError(
                     f"{self.path}: this dataset was recorded with {k}={d['config'][k]!r}, now {k}={v!r}; "
                     f"use the same settings to continue it, or another output"
@@ -233,6 +233,15 @@ def record_command(root: str | Path) -> str | None:
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return None
     return "robopolicy-record " + " ".join(shlex.quote(p) for p in parts)
+
+
+def _same_setting(recorded: Any, now: Any) -> bool:
+    """A recording's saved setting equals the current one; a field added to a spec after the
+    recording was made (absent there) matches when it is None now (older recordings can resume)."""
+    if isinstance(recorded, dict) and isinstance(now, dict):
+        return set(recorded) <= set(now) and all(
+            _same_setting(recorded[k], v) if k in recorded else v is None for k, v in now.items())
+    return recorded == now
 
 
 def record_dataset(

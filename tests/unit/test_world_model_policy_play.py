@@ -68,3 +68,13 @@ def test_play_recording_with_a_policy_and_training_on_two_datasets(ckpts, tmp_pa
         run_wm_training(WorldModelTrainConfig(env="pushblock", dataset=str(ckpts["play"]), steps=1,
                                               extra_datasets=[str(tmp_path / "nope")],
                                               output_dir=str(tmp_path / "ckpt"), run_name="wm3"), progress=False)
+
+
+def test_a_recording_made_before_a_spec_field_existed_still_resumes():
+    from robopolicy.data.record import _same_setting
+
+    old = {"type": "PlaySpec", "noise_levels": [0.0, 0.1]}
+    assert _same_setting(old, {**old, "policy": None})  # field added later, unused now: same recording
+    assert not _same_setting(old, {**old, "policy": "ckpt"})  # used now: another recording
+    assert not _same_setting({**old, "policy": None}, old)  # the recording had a field that is gone
+    assert not _same_setting(old, {"type": "PlaySpec", "noise_levels": [0.0, 0.3]})
