@@ -99,12 +99,23 @@ def bench_success(args) -> tuple[list[dict], str, str]:
                          {"decode_mode": "parallel", "decode_rounds": r, "remask": True, "decode_score": "gap"}, r))
     if args.autoregressive:
         settings.append(("autoregressive", {"decode_mode": "autoregressive"}, n_tokens))
-    if args.shard:  # this process runs every N-th setting only (the others run elsewhere); no table
+    if args.shard:  # this process runs its share of the settings only (the others run elsewhere); no table
         k, n = (int(x) for x in args.shard.split("/"))
-        settings = settings[k::n]
+        settings = shard(settings, k, n)
     rows = sweep(step_dir, settings, args.episodes, args.n_envs, args.seed, first_trial=args.first_trial,
                  reuse=args.reuse)
     return rows, str(step_dir), meta["env"]
+
+
+def shard(settings: list, k: int, n: int) -> list:
+    """Shard ``k`` of ``n``: settings dealt largest cost first (decoder evaluations, plus the
+    observation encoding every setting pays, counted as 3) to the least-loaded shard, so the shards
+    take about equally long; each keeps the list's order."""
+    load, owner = [0.0] * n, {}
+    for i in sorted(range(len(settings)), key=lambda i: -settings[i][2]):
+        j = min(range(n), key=lambda j: load[j])
+        owner[i], load[j] = j, load[j] + settings[i][2] + 3
+    return [s for i, s in enumerate(settings) if owner[i] == k]
 
 
 def main() -> None:
@@ -129,7 +140,8 @@ def main() -> None:
     ap.add_argument("--tag", default="", help="(2): added to the section title, e.g. which training objective")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--shard", default=None, metavar="K/N",
-                    help="(2): evaluate only settings K, K+N, ... (split a sweep over processes; implies --no-doc)")
+                    help="(2): evaluate only shard K of N of the settings, balanced by decoding rounds (split a sweep over "
+                         "processes; implies --no-doc)")
     ap.add_argument("--reuse", action="store_true",
                     help="(2): read a setting's evaluation from its results folder when one of the same episodes "
                          "exists (e.g. run by --shard processes) instead of running it again")
