@@ -162,6 +162,8 @@ def report(a, data, wm, m, spd) -> str:
               f"imagined {spd['imagined_steps_per_s_batch1']:.1f} env steps/s at batch 1, "
               f"{spd['imagined_steps_per_s_batch64']:.1f} at batch 64.", "",
               "Not measured here: policy success inside the image model vs the simulator.", ""]
+    better = [h for h in HORIZONS if fid["psnr"][h - 1] > base["psnr"][h - 1]]
+    lines[-1:] = [f"Horizons where the model beats copying the last frame (PSNR): {better or 'none'}.", ""]
     return "\n".join(lines) + "\n" + provenance()
 
 
