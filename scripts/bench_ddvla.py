@@ -89,9 +89,10 @@ def bench_success(args) -> tuple[list[dict], str, str]:
     top = max(args.rounds)
     settings = [(f"parallel, {r} rounds, remask", {"decode_mode": "parallel", "decode_rounds": r, "remask": True}, r)
                 for r in args.rounds]
-    if args.remask_off_all:  # remasking off at every round count (with 1 round there is nothing to re-check)
+    off = [r for r in args.rounds if r > 1] if args.remask_off_all else list(args.remask_off)
+    if off:  # remasking off at these round counts (with 1 round there is nothing to re-check)
         settings += [(f"parallel, {r} rounds, no remask", {"decode_mode": "parallel", "decode_rounds": r, "remask": False}, r)
-                     for r in args.rounds if r > 1]
+                     for r in off]
     elif not args.only_rounds:
         settings.append((f"parallel, {top} rounds, no remask", {"decode_mode": "parallel", "decode_rounds": top, "remask": False}, top))
     for r in args.gap_rounds:
@@ -129,6 +130,8 @@ def main() -> None:
                     help="(2): only the --rounds settings (remasking on), without the extra no-remask row")
     ap.add_argument("--remask-off-all", action="store_true",
                     help="(2): also each --rounds setting (> 1 round) with remasking off")
+    ap.add_argument("--remask-off", type=int, nargs="*", default=[],
+                    help="(2): also evaluate remasking off at these round counts (instead of --remask-off-all)")
     ap.add_argument("--gap-rounds", type=int, nargs="*", default=[],
                     help="(2): also these rounds with the confidence-gap score (decode_score=gap), remasking on")
     ap.add_argument("--autoregressive", action="store_true", help="(2): also evaluate autoregressive decoding")
