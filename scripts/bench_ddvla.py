@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+from pathlib import Path
 
 import torch
 
@@ -157,7 +158,7 @@ def main() -> None:
 
         rows, step_dir, env = bench_success(args)
         # what the row labels do not name is the checkpoint's own decoding config: state it
-        saved = json.loads((step_dir / "meta.json").read_text()).get("policy_config") or {}
+        saved = json.loads((Path(step_dir) / "meta.json").read_text()).get("policy_config") or {}
         varied = {"decode_mode", "decode_rounds", "remask"} | ({"decode_score"} if args.gap_rounds else set())
         rest = ", ".join(f"{k}={v}" for k, v in saved.items()
                          if (k.startswith(("decode_", "remask")) or k in ("temperature", "n_action_steps"))
