@@ -50,7 +50,9 @@ def test_context_conditions_is_dropped_and_padding_is_ignored():
     x, cond, ctx = torch.randn(2, 5, 16), torch.randn(2, 16), torch.randn(2, 3, 16)
     out = dit(x, cond, context=ctx)
     assert out.shape == x.shape
-    assert not torch.allclose(out, dit(x, cond, context=ctx + 1))
+    # (not ctx + 1: the context passes a LayerNorm, which removes a per-token constant, so that
+    # comparison only differed by rounding, machine-dependently)
+    assert not torch.allclose(out, dit(x, cond, context=ctx + torch.randn(ctx.shape, generator=torch.Generator().manual_seed(1))))
     # a padded context token changes nothing, whatever it holds
     mask = torch.tensor([[True, True, False], [True, True, False]])
     other = ctx.clone()
