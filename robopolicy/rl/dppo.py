@@ -28,6 +28,7 @@ import torch
 from robopolicy.deploy.action_source import PolicySource
 from robopolicy.rl.collect import Rollouts
 from robopolicy.rl.config import RefineConfig
+from robopolicy.rl.update import step as update_step, with_bc
 from robopolicy.rl.returns import advantages, returns_to_go, step_rewards
 
 
@@ -167,17 +168,7 @@ class DPPO:
                 ratio = torch.exp(logp_new - logp_old[ri, ki])
                 a = adv[ri]
                 pg = -torch.min(ratio * a, ratio.clamp(1 - d.clip_eps, 1 + d.clip_eps) * a).mean()
-                loss = pg
-                if demo is not None and cfg.bc_weight > 0:
-                    lb, _ = policy.loss(demo())
-                    loss = loss + cfg.bc_weight * lb
-                    bc_losses.append(float(lb.detach()))
-                if not torch.isfinite(loss):
-                    raise FloatingPointError(f"dppo: non-finite loss {float(loss)}")
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                torch.nn.utils.clip_grad_norm_(params, d.max_grad_norm)
-                optimizer.step()
+                update_step(with_bc(pg, policy, demo, cfg.bc_weight, bc_losses), optimizer, params, d.max_grad_norm, "dppo")
                 pg_losses.append(float(pg.detach()))
                 clip_frac.append(float(((ratio - 1).abs() > d.clip_eps).float().mean()))
                 kl.append(float((logp_old[ri, ki] - logp_new).mean().detach()))

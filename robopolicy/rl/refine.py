@@ -41,6 +41,7 @@ from robopolicy.rl.collect import CappedSuite, Rollouts, collect_imagined
 from robopolicy.rl.config import RefineConfig
 from robopolicy.rl.returns import advantages, awr_weights, filter_weights, returns_to_go, step_rewards
 from robopolicy.rl.transitions import ImaginedTransitions
+from robopolicy.rl.update import step as update_step, with_bc
 
 
 # --- folders ----------------------------------------------------------------------------------------
@@ -139,16 +140,8 @@ class WeightedBC:
                 li, _ = policy.loss(trans.batch(trans.sample(cfg.batch_size, generator), device))
                 loss = loss + li
                 losses.append(float(li.detach()))
-            if use_demo:
-                lb, _ = policy.loss(demo())
-                loss = loss + cfg.bc_weight * lb
-                bc_losses.append(float(lb.detach()))
-            if not torch.isfinite(loss):
-                raise FloatingPointError(f"refine: non-finite loss {float(loss)}")
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
-            optimizer.step()
+            loss = with_bc(loss, policy, demo if use_demo else None, cfg.bc_weight, bc_losses)
+            update_step(loss, optimizer, params, cfg.grad_clip, "refine")
         policy.eval()
         info.update(updates=float(cfg.updates_per_iter),
                     imagined_loss=float(np.mean(losses)) if losses else float("nan"),
