@@ -4,6 +4,7 @@ replaces it whole, with the exact command, the machine and the date, so every nu
 from __future__ import annotations
 
 import datetime as _dt
+import json
 import os
 import platform
 import re
@@ -147,6 +148,21 @@ def inference_text(policy: str, cfg: dict[str, Any] | None) -> str:
     else:
         text = ", ".join(f"{k}={v}" for k, v in cfg.items() if k != "threshold_calibrated_on")
     return text
+
+
+def load_json(path: Path) -> Any:
+    """A benchmark stage's cached result, or None when that stage has not run."""
+    path = Path(path)
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def save_json(obj: Any, path: Path) -> None:
+    """Cache a stage's result atomically (a killed run never leaves half a file)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(obj, indent=2))
+    os.replace(tmp, path)
 
 
 def write_section(title: str, body: str, doc: Path | None = None) -> Path:

@@ -16,7 +16,6 @@ One torch thread throughout (the machine is shared).
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
 import time
@@ -25,19 +24,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from robopolicy.benchmarks import load_json, save_json
+
 HORIZONS = (1, 5, 10, 25, 50)
 NOISE_LEVELS = (0.0, 0.1, 0.3, 0.6)
-
-
-def _load_json(path: Path):
-    return json.loads(path.read_text()) if path.is_file() else None
-
-
-def _save_json(obj, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(obj, indent=2))
-    os.replace(tmp, path)
 
 
 # --- stages -------------------------------------------------------------------------------------
@@ -62,14 +52,14 @@ def stage_wm(a) -> dict:
     for objective in ("diffusion", "regression"):
         run = a.work / "wm" / objective
         if (run / "last").exists():
-            out[objective] = _load_json(run / "bench_train.json")
+            out[objective] = load_json(run / "bench_train.json")
             continue
         cfg = WorldModelTrainConfig(env=a.env, dataset=str(a.work / "play_train"), output_dir=str(a.work / "wm"),
                                     run_name=objective, steps=a.wm_steps, max_minutes=a.wm_minutes,
                                     num_threads=1, device="cpu", seed=0,
                                     model=StateWorldModelConfig(objective=objective))
         res = run_wm_training(cfg, progress=False)
-        _save_json(res, run / "bench_train.json")
+        save_json(res, run / "bench_train.json")
         out[objective] = res
     return out
 
@@ -115,14 +105,14 @@ def stage_policy_play(a, checkpoints: list[str]) -> dict:
                             num_workers=0, progress=False, policy=ckpt)
         datasets.append(str(out))
     run = a.work / "wm" / "diffusion_pp"
-    res = _load_json(run / "bench_train.json")
+    res = load_json(run / "bench_train.json")
     if res is None:
         cfg = WorldModelTrainConfig(env=a.env, dataset=str(a.work / "play_train"), extra_datasets=datasets,
                                     output_dir=str(a.work / "wm"), run_name="diffusion_pp", steps=a.wm_steps,
                                     max_minutes=a.wm_minutes, num_threads=1, device="cpu", seed=0,
                                     resume=(run / "last").exists(), model=StateWorldModelConfig())
         res = run_wm_training(cfg, progress=False)
-        _save_json(res, run / "bench_train.json")
+        save_json(res, run / "bench_train.json")
     return {"checkpoints": chosen, "datasets": datasets, "episodes_per_checkpoint": a.policy_play_episodes,
             "wm": res}
 
@@ -136,7 +126,7 @@ def stage_eval(a, checkpoints: list[str]) -> list[dict]:
     rows = []
     for ckpt in checkpoints:
         cache = Path(ckpt) / "bench_wm_eval.json"
-        row = _load_json(cache)
+        row = load_json(cache)
         if row is None or row.get("episodes") != a.eval_episodes:
             policy = load_policy(ckpt)
             t0 = time.monotonic()
@@ -153,7 +143,7 @@ def stage_eval(a, checkpoints: list[str]) -> list[dict]:
                    "real_s": t1 - t0, "imagined_s": t2 - t1,
                    "real_mean_length": real["mean_length"], "imagined_mean_length": imag["mean_length"],
                    "real_per_episode": real_s_list(real)}
-            _save_json(row, cache)
+            save_json(row, cache)
         pp = a.work / "wm" / "diffusion_pp"
         if (pp / "last").exists() and "imagined_pp" not in row:
             policy = load_policy(ckpt)
@@ -167,7 +157,7 @@ def stage_eval(a, checkpoints: list[str]) -> list[dict]:
             row["imagined_pp"] = imag["success_rate"]
             row["per_episode_agreement_pp"] = float(np.mean([real_s[e["trial"]] == e["success"]
                                                              for e in imag["per_episode"]]))
-            _save_json(row, cache)
+            save_json(row, cache)
         rows.append(row)
     return rows
 
@@ -414,17 +404,17 @@ def main() -> None:
     a.work = a.work or Path("checkpoints/bench_world_model") / a.task
     a.work.mkdir(parents=True, exist_ok=True)
     if a.stage in ("all", "data"):
-        _save_json(stage_data(a), a.work / "data.json")
+        save_json(stage_data(a), a.work / "data.json")
     if a.stage in ("all", "wm"):
-        _save_json(stage_wm(a), a.work / "wm.json")
+        save_json(stage_wm(a), a.work / "wm.json")
     if a.stage in ("all", "policy"):
-        _save_json(stage_policy(a), a.work / "policies.json")
-    a.policy_play_info = _load_json(a.work / "policy_play.json")
+        save_json(stage_policy(a), a.work / "policies.json")
+    a.policy_play_info = load_json(a.work / "policy_play.json")
     if a.policy_play and a.stage in ("all", "pp"):
-        a.policy_play_info = stage_policy_play(a, _load_json(a.work / "policies.json") or [])
-        _save_json(a.policy_play_info, a.work / "policy_play.json")
+        a.policy_play_info = stage_policy_play(a, load_json(a.work / "policies.json") or [])
+        save_json(a.policy_play_info, a.work / "policy_play.json")
     if a.stage in ("all", "eval"):
-        _save_json(stage_eval(a, _load_json(a.work / "policies.json") or []), a.work / "evals.json")
+        save_json(stage_eval(a, load_json(a.work / "policies.json") or []), a.work / "evals.json")
     if a.stage in ("all", "report"):
         from robopolicy.world_model.data import load_episodes
 
@@ -433,9 +423,9 @@ def main() -> None:
         fid = fidelity(a, models, held)
         hd = heads_and_episodes(a, models["diffusion"], held)
         spd = speed(a, models["diffusion"])
-        _save_json({"fidelity": fid, "heads": hd, "speed": spd}, a.work / "report.json")
-        body = report(a, _load_json(a.work / "data.json"), _load_json(a.work / "wm.json"), fid, hd, spd,
-                      _load_json(a.work / "evals.json"))
+        save_json({"fidelity": fid, "heads": hd, "speed": spd}, a.work / "report.json")
+        body = report(a, load_json(a.work / "data.json"), load_json(a.work / "wm.json"), fid, hd, spd,
+                      load_json(a.work / "evals.json"))
         if a.no_write:
             print(body)
         else:

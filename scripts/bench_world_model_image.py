@@ -15,23 +15,17 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from robopolicy.benchmarks import load_json, save_json
+
 HORIZONS = (1, 2, 5, 10, 25)
 NOISE_LEVELS = (0.0, 0.1, 0.3, 0.6)
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def _save_json(obj, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(obj, indent=2))
-    os.replace(tmp, path)
 
 
 def stage_data(a) -> dict:
@@ -58,7 +52,7 @@ def stage_wm(a) -> dict:
                                 max_minutes=a.wm_minutes, batch_size=a.batch_size, num_threads=1, device="cpu",
                                 seed=0, resume=(run / "last").exists())
     res = run_wm_training(cfg, progress=False)
-    _save_json(res, cache)
+    save_json(res, cache)
     return res
 
 
@@ -187,7 +181,7 @@ def main() -> None:
     data = json.loads(data_cache.read_text()) if data_cache.is_file() else None
     if data is None:
         data = stage_data(a)
-        _save_json(data, data_cache)
+        save_json(data, data_cache)
     print("data", data, flush=True)
     wm = stage_wm(a)
     print("wm", {k: wm[k] for k in ("parameters", "train_steps", "train_minutes") if k in wm}, flush=True)
@@ -202,7 +196,7 @@ def main() -> None:
     with torch.inference_mode():
         m = measure(a, model, eps)
         spd = speed(a, model)
-    _save_json({k: v for k, v in m.items()}, a.work / "measure.json")
+    save_json({k: v for k, v in m.items()}, a.work / "measure.json")
     body = report(a, data, wm, m, spd)
     print(body)
     if not a.no_write:
