@@ -235,7 +235,8 @@ class Ours:
         self.params = sum(p.numel() for p in self.policy.parameters())
         self.obs = self._batch(1, with_actions=False)
         self.batch = self._batch(BATCH, with_actions=True)
-        self.opt = torch.optim.AdamW(self.policy.parameters(), lr=1e-4)  # the trainer's optimizer
+        # The trainer's optimizer (robopolicy/train/trainer.py): fused AdamW, its betas and eps.
+        self.opt = torch.optim.AdamW(self.policy.parameters(), lr=1e-4, betas=(0.95, 0.999), eps=1e-8, fused=True)
 
     def _batch(self, b: int, with_actions: bool) -> dict:
         import torch
@@ -288,7 +289,8 @@ def preamble(args, names: list[str], measurements: list[str], worker: LeRobotWor
         "robopolicy rows: `robopolicy.policies.diffusion.DiffusionPolicy` (random weights, synthetic "
         "dataset statistics) in this environment; a chunk is `sample_chunk` (inference_mode; normalizes the "
         "observation, encodes it and returns the 16-step chunk), a training step is `policy.loss` (normalization "
-        "included) + backward + `torch.optim.AdamW(lr=1e-4)` step."
+        "included) + backward + a step of our trainer's optimizer (`torch.optim.AdamW(fused=True)`, betas "
+        "0.95/0.999); the torch.compile'd chunk (when timed) is `compile_unet=true` (inductor, default mode)."
     )
     common = (
         "Network sizes: action dim 4, 2 obs steps, horizon 16, 8 executed actions, 100 train "
@@ -309,7 +311,8 @@ def preamble(args, names: list[str], measurements: list[str], worker: LeRobotWor
         "its observation queues already filled (no processor pipeline, so no normalization; it returns the 8 "
         "executed actions), its noise scheduler set to `DDIMScheduler` with 10 steps or `DDPMScheduler` with "
         "100; a training step is `policy.forward` (do_mask_loss_for_padding=True, as ours masks padding) + "
-        "backward + `torch.optim.AdamW(lr=1e-4)` step. LeRobot's pure-state input is a 4-d "
+        "backward + a step of the optimizer LeRobot's trainer builds for this policy (`get_optimizer_preset()`: "
+        "`torch.optim.Adam`, betas 0.95/0.999, weight decay 1e-6). LeRobot's pure-state input is a 4-d "
         "`observation.state` plus a 35-d `observation.environment_state` (it requires an image or an "
         f"environment state), so its UNet condition has the same width as ours. {common} Both sides use these sizes. "
         f"In each of {args.rounds} round(s), every measurement ({', '.join(m for m in measurements if m in SHARED)}) "

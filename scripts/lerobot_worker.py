@@ -13,7 +13,8 @@ On start it prints {"ready": true, "lerobot": ..., "torch": ..., "threads": ...}
 libraries print goes to stderr, so stdout carries only the protocol. Measurements:
 * ``ddim10`` / ``ddpm100``: ``predict_action_chunk`` at batch 1 under ``torch.inference_mode``,
   the model's noise scheduler set to DDIM with 10 steps / DDPM with 100 steps;
-* ``train``: ``policy.forward`` (the loss) + backward + ``torch.optim.AdamW(lr=1e-4)`` step, batch 64.
+* ``train``: ``policy.forward`` (the loss) + backward + a step of the optimizer LeRobot's trainer builds for it
+  (``config.get_optimizer_preset()``: torch.optim.Adam, betas 0.95/0.999, weight decay 1e-6), batch 64.
 
     python scripts/lerobot_worker.py --threads 2     # normally started by bench_policy_latency.py
 """
@@ -111,7 +112,8 @@ class Bench:
             self.train_batch["observation.images.corner"] = torch.rand(BATCH, 2, *IMAGE_SHAPE)
         self.train_batch["action"] = torch.rand(BATCH, 16, ACTION_DIM) * 2 - 1
         self.train_batch["action_is_pad"] = torch.zeros(BATCH, 16, dtype=torch.bool)
-        self.opt = torch.optim.AdamW(self.policy.get_optim_params(), lr=1e-4)
+        # LeRobot's own trainer optimizer for DiffusionPolicy (its get_optimizer_preset: AdamConfig).
+        self.opt = self.policy.config.get_optimizer_preset().build(self.policy.get_optim_params())
 
     def _obs(self, b: int, steps: int | None) -> dict:
         import torch

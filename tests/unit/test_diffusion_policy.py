@@ -80,3 +80,15 @@ def test_compiled_unet_samples_like_eager_and_stays_out_of_the_state_dict():
     compiled = policy.sample_chunk(obs)
     assert torch.allclose(compiled, eager, atol=1e-4)
     assert set(policy.state_dict()) == keys
+    # A weight change (a training step, an EMA swap) must reach the compiled path too.
+    with torch.no_grad():
+        for p in policy.unet.parameters():
+            p.mul_(1.5)
+    policy.config.compile_unet = False
+    torch.manual_seed(0)
+    eager_changed = policy.sample_chunk(obs)
+    policy.config.compile_unet = True
+    torch.manual_seed(0)
+    compiled_changed = policy.sample_chunk(obs)
+    assert not torch.allclose(eager_changed, eager, atol=1e-3)
+    assert torch.allclose(compiled_changed, eager_changed, atol=1e-4)
