@@ -121,6 +121,13 @@ class ImageWorldModelConfig:
     frame_target: str = "residual"
     """What is denoised for the frame: residual (next frame minus the last one, [-1, 1] pixels: most of
     it is 0, so an untrained model already copies the last frame) | frame (the next frame itself, as DIAMOND)."""
+    residual_std: Optional[float] = None
+    """frame_target=residual: the residual's std ([-1, 1] pixels, one number over all pixels of the
+    training transitions). The residual is divided by it and multiplied by ``edm.sigma_data``, so
+    the diffusion sees data of the std EDM's preconditioning assumes (the raw residual is mostly 0:
+    std ~0.05 on Meta-World play data, a tenth of sigma_data, and the noise a few-step sampler leaves
+    then shows at full scale). ``from_episodes`` measures it and the checkpoint keeps it; None (a
+    model built without data, or a checkpoint from before this field): unscaled."""
     state_loss_weight: float = 1.0
     """Weight of the next-state part of the diffusion loss (the frame part has weight 1)."""
     head_hidden_dim: int = 256
@@ -153,6 +160,8 @@ class ImageWorldModelConfig:
             raise ValueError(f"image_model: dim must be divisible by 4 (2-D sin/cos positions), got {self.dim}")
         if self.mlp_ratio <= 0 or not 0 <= self.dropout < 1 or self.state_loss_weight < 0:
             raise ValueError("image_model: need mlp_ratio > 0, 0 <= dropout < 1, state_loss_weight >= 0")
+        if self.residual_std is not None and not self.residual_std > 0:
+            raise ValueError(f"image_model.residual_std must be > 0 or None, got {self.residual_std}")
         if self.frame_target not in ("residual", "frame"):
             raise ValueError(f"image_model.frame_target must be residual or frame, got {self.frame_target!r}")
         if self.tokenizer.kind != "continuous":

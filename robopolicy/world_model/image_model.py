@@ -2,7 +2,8 @@
 
 What is denoised: one vector per sample packing the next camera frame (pixels scaled to [-1, 1],
 C*H*W values; with ``frame_target=residual``, the default, its difference from the last frame, so
-that an untrained model copies the last frame and training learns only what changes) and the next state's change (the normalized state's per-step delta, scaled to unit
+that an untrained model copies the last frame and training learns only what changes, scaled from
+its measured std to ``edm.sigma_data`` (``residual_std``)) and the next state's change (the normalized state's per-step delta, scaled to unit
 std per dimension by the ``observation.state.delta`` statistics as in the state model, then by
 ``edm.sigma_data``, so both parts have about the data std EDM assumes; 0.5 as DIAMOND). One noise
 level per sample for both parts; the few-step Euler (or Heun) sampler of ``edm.py`` draws both
@@ -36,6 +37,7 @@ and the history rolls with the rounded frame, so the model sees what the policy 
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any, Mapping
 
 import numpy as np
@@ -64,6 +66,17 @@ def check_frame_size(height: int, width: int, patch: int, camera: str = "") -> N
         raise ValueError(f"image world model: frames{cam} are {height}x{width}, not divisible by "
                          f"image_model.patch_size={patch} (record the play data at image_size=64 with "
                          f"patch_size=8, or choose a patch size that divides the frame size)")
+
+
+def residual_std(frames: np.ndarray, bounds: np.ndarray, max_transitions: int = 20000) -> float:
+    """Std of the next-minus-last frame residual in [-1, 1] pixels over (up to ``max_transitions``
+    evenly spaced) transitions inside episodes; ``frames`` (N, C, H, W) uint8, ``bounds`` (E, 2)."""
+    rows = np.concatenate([np.arange(a, b - 1) for a, b in bounds if b - a > 1] or [np.zeros(0, int)])
+    if not len(rows):
+        raise ValueError("residual_std: no episode has two frames, so there is no transition to learn")
+    rows = rows[np.linspace(0, len(rows) - 1, min(len(rows), max_transitions)).round().astype(int)]
+    r = (frames[rows + 1].astype(np.float32) - frames[rows].astype(np.float32)) * (2 / 255)
+    return float(max(r.std(), 1e-3))
 
 
 @registry.register("world_model", "image")
@@ -109,6 +122,8 @@ class ImageWorldModel(WorldModel):
             zero_init_(head)
         self.heads = OutcomeHeads(T * S + T * A, c.head_hidden_dim, c.head_depth)
         self.sigmas = edm.karras_sigmas(c.edm)
+        self.residual_scale = c.edm.sigma_data / c.residual_std if c.residual_std else 1.0
+        """Frame residual -> diffusion units (see ``ImageWorldModelConfig.residual_std``)."""
 
     @property
     def observation_keys(self) -> list[str]:
@@ -126,6 +141,10 @@ class ImageWorldModel(WorldModel):
         cameras = {k[len(IMAGE_PREFIX):]: tuple(int(x) for x in v.shape[1:]) for k, v in episodes.frames.items()}
         features = FeatureSpec(action_dim=episodes.actions.shape[1], state_dim=episodes.states.shape[1],
                                cameras=cameras, fps=episodes.fps)
+        if config.frame_target == "residual" and config.residual_std is None:
+            cam = IMAGE_PREFIX + (config.camera or next(iter(cameras)))
+            if cam in episodes.frames:
+                config = dataclasses.replace(config, residual_std=residual_std(episodes.frames[cam], episodes.bounds))
         return cls(config, features, stats)
 
     # --- the denoiser -------------------------------------------------------------------------
@@ -178,7 +197,7 @@ class ImageWorldModel(WorldModel):
         frames = self._pixels(batch[self.camera_key])
         next_frame = self._pixels(batch[next_key(self.camera_key)][:, 0])
         if c.frame_target == "residual":
-            next_frame = next_frame - frames[:, -1]
+            next_frame = (next_frame - frames[:, -1]) * self.residual_scale
         next_s = self.normalizer.normalize(STATE_KEY, batch[NEXT_STATE_KEY][:, 0].float())
         delta = self.normalizer.normalize(DELTA_KEY, next_s - s_n[:, -1]) * sd
         x0 = torch.cat([next_frame.flatten(1), delta], dim=1)
@@ -280,7 +299,7 @@ class ImageWorldModel(WorldModel):
                        dtype=states.dtype)
         frame = x[:, : self.n_pixels].view(B, self.C, self.H, self.W)
         if self.config.frame_target == "residual":
-            frame = frame + frames[:, -1]
+            frame = frame / self.residual_scale + frames[:, -1]
         pixels = ((frame + 1) * 127.5).round().clamp(0, 255)
         nxt = states[:, -1] + self.normalizer.unnormalize(DELTA_KEY, x[:, self.n_pixels:] / e.sigma_data)
         if self.config.clip_state is not None:

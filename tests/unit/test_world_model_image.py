@@ -3,6 +3,7 @@ load_world_model, the imagined vector env with a camera, config errors, open-loo
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import gymnasium as gym
@@ -357,3 +358,24 @@ def test_recorded_frames_load_as_uint8_and_train_wm_trains_the_image_model(tmp_p
     assert result["train_steps"] == 2 and result["run_dir"].endswith("pushblock_wm_image")
     model = robopolicy.load_world_model(result["run_dir"])
     assert isinstance(model, ImageWorldModel) and model.observation_keys == [STATE_KEY, key]
+
+
+def test_residual_is_scaled_to_sigma_data_by_its_measured_std_and_kept_in_the_config():
+    from robopolicy.world_model.image_model import residual_std
+
+    eps = square_episodes()
+    frames = eps.frames[CAM]
+    std = residual_std(frames, eps.bounds)
+    rows = np.concatenate([np.arange(a, b - 1) for a, b in eps.bounds])
+    expect = ((frames[rows + 1].astype(np.float32) - frames[rows]) * (2 / 255)).std()
+    assert std == pytest.approx(float(expect), rel=1e-5)
+    model = tiny_model(eps)
+    assert model.config.residual_std == pytest.approx(std)  # saved with the checkpoint's config
+    assert model.residual_scale == pytest.approx(model.config.edm.sigma_data / std)
+    assert tiny_model(eps, frame_target="frame").config.residual_std is None
+    unscaled = ImageWorldModel(dataclasses.replace(model.config, residual_std=None), model.features, None)
+    assert unscaled.residual_scale == 1.0  # a checkpoint from before the field
+    with pytest.raises(ValueError, match="residual_std must be > 0"):
+        ImageWorldModelConfig(residual_std=0.0)
+    with pytest.raises(ValueError, match="no episode has two frames"):
+        residual_std(frames[:1], np.array([[0, 1]]))
