@@ -43,12 +43,12 @@ def stage_data(a) -> dict:
 def stage_wm(a) -> dict:
     from robopolicy.world_model.train import WorldModelTrainConfig, run_wm_training
 
-    run = a.work / "wm" / "image"
+    run = a.work / "wm" / a.run_name
     cache = run / "bench_train.json"
     if (run / "last").exists() and cache.is_file():
         return json.loads(cache.read_text())
     cfg = WorldModelTrainConfig(env=a.env, obs="image", image_size=a.image_size, dataset=str(a.work / "play_train"),
-                                output_dir=str(a.work / "wm"), run_name="image", steps=a.wm_steps,
+                                output_dir=str(a.work / "wm"), run_name=a.run_name, steps=a.wm_steps,
                                 max_minutes=a.wm_minutes, batch_size=a.batch_size, num_threads=1, device="cpu",
                                 seed=0, resume=(run / "last").exists())
     res = run_wm_training(cfg, progress=False)
@@ -80,7 +80,8 @@ def measure(a, model, eps) -> dict:
     base = copy_last_frame(eps, model.camera_key, np.asarray(fid["starts"]), H)
     real, imagined = fid.pop("first")
     shown = [h - 1 for h in HORIZONS]
-    strip = (a.work if a.no_write else ROOT / "docs") / f"world_model_{a.task}_strip.png"
+    suffix = "" if a.run_name == "image" else f"_{a.run_name}"
+    strip = (a.work if a.no_write else ROOT / "docs") / f"world_model_{a.task}{suffix}_strip.png"
     save_strip(real[shown], imagined[shown], strip)
     w = TransitionWindows(eps, model.config.n_history, getattr(model.config, "n_future", 1))
     idx = np.arange(len(w))  # one window per held-out frame, in batches (each carries its frames)
@@ -172,6 +173,9 @@ def main() -> None:
     p.add_argument("--wm-steps", type=int, default=100000)
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--n-starts", type=int, default=64)
+    p.add_argument("--run-name", default="image",
+                   help="the world-model run under <work>/wm/ (a new name trains a new model on the same play data; "
+                        "its section and picture carry the name)")
     p.add_argument("--no-write", action="store_true")
     a = p.parse_args()
     torch.set_num_threads(1)
@@ -188,21 +192,22 @@ def main() -> None:
     from robopolicy.world_model.checkpoint import load_world_model
     from robopolicy.world_model.data import load_episodes
 
-    model = load_world_model(a.work / "wm" / "image")
+    model = load_world_model(a.work / "wm" / a.run_name)
     c = model.config
-    a.model_summary = ", ".join(f"{k} {getattr(c, k)}" for k in ("n_history", "patch_size", "dim", "depth")
+    a.model_summary = ", ".join(f"{k} {getattr(c, k)}" for k in ("n_history", "patch_size", "dim", "depth", "frame_target", "residual_std")
                                 if hasattr(c, k))
     eps = load_episodes(a.work / "play_heldout", camera_keys=[model.camera_key])
     with torch.inference_mode():
         m = measure(a, model, eps)
         spd = speed(a, model)
-    save_json({k: v for k, v in m.items()}, a.work / "measure.json")
+    save_json({k: v for k, v in m.items()}, a.work / ("measure.json" if a.run_name == "image" else f"measure_{a.run_name}.json"))
     body = report(a, data, wm, m, spd)
     print(body)
     if not a.no_write:
         from robopolicy.benchmarks import write_section
 
-        print(f"wrote {write_section(f'World model: image observations ({a.task})', body)}")
+        tag = "" if a.run_name == "image" else f", run {a.run_name}"
+        print(f"wrote {write_section(f'World model: image observations ({a.task}{tag})', body)}")
 
 
 if __name__ == "__main__":

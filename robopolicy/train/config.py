@@ -48,8 +48,10 @@ class TrainConfig:
 
     policy: Any = MISSING
     """The policy family's config (choose with ``policy=<name>``: one of the registered families)."""
-    env: str = "pushblock"
-    """Task suite: pushblock | metaworld/mt1/<task> | metaworld/mt10 | metaworld/mt50 | robosuite/<task>."""
+    env: str = "metaworld/mt1/button-press-topdown-v3"
+    """Task suite: pushblock | metaworld/mt1/<task> | metaworld/mt10 | metaworld/mt50 | robosuite/<task>.
+    The default, with ``episodes`` and ``steps``, is the README's main job: a Meta-World task that
+    Diffusion Policy learns in a few CPU minutes (docs/benchmarks.md, "Main job")."""
     obs: str = "state"
     """Observation modality: state | image (image = state + the suite's cameras)."""
     image_size: int = 84
@@ -62,7 +64,7 @@ class TrainConfig:
     action_free_datasets: Optional[list[str]] = None
     """Extra dataset folders of the same tasks whose frames are used and actions are not (video-only
     co-training); only for families that learn from action-free samples (pad)."""
-    episodes: int = 100
+    episodes: int = 50
     """Expert demonstrations per task to record into a missing dataset or a short default one."""
     use_language: Optional[bool] = None
     """Condition on the task instruction (None = only for multi-task suites)."""
@@ -78,8 +80,9 @@ class TrainConfig:
     """auto | cpu | cuda | cuda:N."""
     precision: str = "fp32"
     """fp32 | bf16 (autocast; on CUDA and on CPUs with AMX/AVX512-BF16)."""
-    steps: int = 6000
-    """Optimizer steps."""
+    steps: int = 2000
+    """Optimizer steps (the main job's; harder tasks need more: docs/benchmarks.md lists each
+    benchmark's steps, e.g. 12000 for push-v3)."""
     max_minutes: Optional[float] = None
     """Stop training after this many minutes (a time budget; checkpoints the stopping step)."""
     batch_size: int = 64

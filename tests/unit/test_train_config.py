@@ -18,7 +18,8 @@ def _compose(*overrides):
 def test_defaults_compose_to_the_typed_schema():
     cfg = OmegaConf.to_object(_compose())
     assert isinstance(cfg, TrainConfig)
-    assert cfg.env == "pushblock" and cfg.obs == "state"
+    assert cfg.env == "metaworld/mt1/button-press-topdown-v3" and cfg.obs == "state"
+    assert (cfg.episodes, cfg.steps) == (50, 2000)  # the README's main job
     assert type(cfg.policy).__name__ == "DiffusionConfig" and cfg.policy.encoder.image_backbone == "resnet18_gn"
 
 
