@@ -54,3 +54,19 @@ def test_profile_groups():
     assert prof.group_of("aten::addmm") == "matmul / linear"
     assert prof.group_of("aten::empty") == "tensor bookkeeping (empty, copy, view, cat, ...)"
     assert prof.group_of("aten::addcmul") == "elementwise / other"
+
+
+def test_time_to_success_plans_the_schedule_and_reads_the_final_line():
+    tts = _load("bench_time_to_success")
+    assert tts.plan_steps(10.0, 5, 0.95) == (2850, 285)
+    assert tts.plan_steps(10.0, 20, 0.95) == (11400, 500)  # warm-up capped
+    line = ("success rate 94.0% over 50 episodes (95% CI 83.8%-97.9%) after 2850 steps, 4.8 min of training; "
+            "run folder x")
+    res = tts.parse_final("train: ...\n" + line)
+    assert res["ci95"] == pytest.approx([0.838, 0.979])
+    assert {k: v for k, v in res.items() if k != "ci95"} == {"success_rate": 0.94, "episodes": 50, "train_steps": 2850,
+                                                            "train_minutes": 4.8}
+    assert tts.parse_final("trained 300 steps, 0.5 min of training (eval.episodes=0: not evaluated)") is None
+    rows = [{"policy": "sdp", "minutes": 5, "success_rate": 0.5, "ci95": [0.36, 0.64], "train_steps": 2000}]
+    text = tts.table(rows, [5, 10])
+    assert "| sdp | 50% (36%-64%), 2000 steps | not run |" in text
