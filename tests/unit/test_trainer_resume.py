@@ -90,15 +90,15 @@ def test_a_repeated_main_job_gets_a_new_run_folder(tmp_path, capsys):
     from robopolicy.train.run import choose_run_dir
 
     cfg = TrainConfig(output_dir=str(tmp_path))
-    default = tmp_path / "pushblock_diffusion_state"
+    default = tmp_path / "metaworld_mt1_button-press-topdown-v3_diffusion_state"
     assert choose_run_dir(cfg, "diffusion") == default  # nothing there yet
     (default / "tb").mkdir(parents=True)
     assert choose_run_dir(cfg, "diffusion") == default  # killed before its first checkpoint: reused
     (default / "step_00000010").mkdir()
-    assert choose_run_dir(cfg, "diffusion") == tmp_path / "pushblock_diffusion_state_2"
+    assert choose_run_dir(cfg, "diffusion") == tmp_path / "metaworld_mt1_button-press-topdown-v3_diffusion_state_2"
     assert "this one goes to" in capsys.readouterr().out
-    (tmp_path / "pushblock_diffusion_state_2" / "step_00000003").mkdir(parents=True)
-    assert choose_run_dir(cfg, "diffusion") == tmp_path / "pushblock_diffusion_state_3"
+    (tmp_path / "metaworld_mt1_button-press-topdown-v3_diffusion_state_2" / "step_00000003").mkdir(parents=True)
+    assert choose_run_dir(cfg, "diffusion") == tmp_path / "metaworld_mt1_button-press-topdown-v3_diffusion_state_3"
     resume = TrainConfig(output_dir=str(tmp_path), resume=True)
     assert choose_run_dir(resume, "diffusion") == default  # resume continues the named (default) run
     (tmp_path / "mine" / "step_00000001").mkdir(parents=True)
