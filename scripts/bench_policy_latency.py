@@ -235,7 +235,7 @@ class Ours:
         self.params = sum(p.numel() for p in self.policy.parameters())
         self.obs = self._batch(1, with_actions=False)
         self.batch = self._batch(BATCH, with_actions=True)
-        # The trainer's optimizer (robopolicy/train/trainer.py): fused AdamW, its betas and eps.
+        # The trainer's kind of optimizer (robopolicy/train/trainer.py): fused AdamW with its betas and eps.
         self.opt = torch.optim.AdamW(self.policy.parameters(), lr=1e-4, betas=(0.95, 0.999), eps=1e-8, fused=True)
 
     def _batch(self, b: int, with_actions: bool) -> dict:

@@ -125,9 +125,10 @@ class ImageWorldModelConfig:
     """frame_target=residual: the residual's std ([-1, 1] pixels, one number over all pixels of the
     training transitions). The residual is divided by it and multiplied by ``edm.sigma_data``, so
     the diffusion sees data of the std EDM's preconditioning assumes (the raw residual is mostly 0:
-    std 0.035 on the push-v3 play data of scripts/bench_world_model_image.py, 1/14 of sigma_data, and the noise a few-step sampler leaves
-    then shows at full scale). ``from_episodes`` measures it and the checkpoint keeps it; None (a
-    model built without data, or a checkpoint from before this field): unscaled."""
+    std 0.035 on the push-v3 play data of scripts/bench_world_model_image.py, 1/14 of sigma_data,
+    and the noise a few-step sampler leaves then shows at full scale). ``from_episodes`` measures
+    it and the checkpoint keeps it; None (a model built without data, or a checkpoint from before
+    this field): unscaled."""
     state_loss_weight: float = 1.0
     """Weight of the next-state part of the diffusion loss (the frame part has weight 1)."""
     head_hidden_dim: int = 256
